@@ -1,0 +1,204 @@
+"""The one audio pipeline: file -> mono, 16 kHz, peak-normalised, fixed-length waveform.
+
+Every entry point (training, PIQ, interpretation of any file) reads audio through ``load_clip``
+and builds its data sets with ``make_datasets``. Files are decoded with soundfile (wav, flac, ogg,
+mp3), downmixed to mono, resampled with torchaudio, cut or zero-padded to ``duration`` seconds
+(the first ``duration`` seconds are kept) and divided by their absolute peak (a silent clip stays
+all zeros). An optional cache keeps the resampled mono signals as ``.npy`` files so that
+resampling is not redone every epoch.
+
+Example
+-------
+>>> import torch
+>>> signal = fit_and_normalise(torch.tensor([0.0, 0.5, -2.0]), n_samples=5)
+>>> signal
+tensor([ 0.0000,  0.2500, -1.0000,  0.0000,  0.0000])
+>>> fit_and_normalise(torch.zeros(3), n_samples=2)
+tensor([0., 0.])
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import speechbrain as sb
+import torch
+import torchaudio
+
+SAMPLE_RATE = 16000
+DURATION = 5.0
+
+
+class AudioReadError(RuntimeError):
+    """An audio file that cannot be read; the message names the file."""
+
+
+def read_audio(path) -> tuple[torch.Tensor, int]:
+    """Decodes a file with soundfile.
+
+    Returns
+    -------
+    signal : torch.Tensor
+        [samples, channels], float32.
+    sample_rate : int
+    """
+    try:
+        data, sample_rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception as error:  # soundfile raises LibsndfileError, RuntimeError, TypeError...
+        raise AudioReadError(
+            f"Cannot decode audio file {path}: {error}. Check that it is a readable wav, flac, "
+            "ogg or mp3 file (re-download or remove it)."
+        ) from error
+    if data.shape[0] == 0:
+        raise AudioReadError(f"Audio file {path} holds no samples.")
+    return torch.from_numpy(data), int(sample_rate)
+
+
+def to_mono_resampled(
+    signal: torch.Tensor, sample_rate: int, target_rate: int = SAMPLE_RATE
+) -> torch.Tensor:
+    """Averages the channels of a [samples, channels] signal and resamples it.
+
+    Example
+    -------
+    >>> to_mono_resampled(torch.ones(48000, 2), 48000).shape
+    torch.Size([16000])
+    """
+    mono = signal.mean(dim=1)
+    if sample_rate != target_rate:
+        mono = torchaudio.functional.resample(mono, sample_rate, target_rate)
+    return mono
+
+
+def fit_and_normalise(signal: torch.Tensor, n_samples: int) -> torch.Tensor:
+    """Cuts or zero-pads a 1-D signal to ``n_samples`` and divides it by its absolute peak."""
+    if signal.shape[0] >= n_samples:
+        signal = signal[:n_samples]
+    else:
+        signal = torch.nn.functional.pad(signal, (0, n_samples - signal.shape[0]))
+    peak = signal.abs().max()
+    if peak > 0:
+        signal = signal / peak
+    return signal
+
+
+class ResampleCache:
+    """Keeps resampled mono signals as ``.npy`` files, keyed by path, size and mtime.
+
+    A cached entry is used only while the source file has the same size and modification time;
+    entries are written atomically, so an interrupted run never leaves a partial file behind.
+
+    Arguments
+    ---------
+    folder : str or Path
+        Where the cache lives (one folder per sample rate is advisable).
+    """
+
+    def __init__(self, folder):
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+
+    def _entry(self, path) -> Path:
+        path = Path(path)
+        stat = path.stat()
+        key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+        digest = hashlib.sha1(key.encode()).hexdigest()[:16]
+        return self.folder / f"{path.stem}-{digest}.npy"
+
+    def get(self, path) -> torch.Tensor | None:
+        """The cached signal of ``path``, or None."""
+        entry = self._entry(path)
+        if not entry.is_file():
+            return None
+        return torch.from_numpy(np.load(entry))
+
+    def put(self, path, signal: torch.Tensor) -> None:
+        """Stores the signal of ``path``."""
+        entry = self._entry(path)
+        fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".tmp-", suffix=".npy")
+        with os.fdopen(fd, "wb") as handle:
+            np.save(handle, signal.numpy().astype(np.float32))
+        os.replace(tmp, entry)
+
+
+def load_clip(
+    path,
+    sample_rate: int = SAMPLE_RATE,
+    duration: float = DURATION,
+    cache: ResampleCache | None = None,
+) -> torch.Tensor:
+    """Reads a file as the recipes' input: mono, ``sample_rate``, peak-normalised, fixed length.
+
+    Arguments
+    ---------
+    path : str or Path
+        Audio file (any format and sample rate soundfile reads; mono or multi-channel).
+    sample_rate : int
+        Output sample rate.
+    duration : float
+        Output length in seconds (80000 samples for 5 s at 16 kHz).
+    cache : ResampleCache, optional
+        Where resampled signals are kept between epochs.
+
+    Returns
+    -------
+    torch.Tensor
+        [samples], float32, peak 1 (or all zeros for silence).
+    """
+    mono = cache.get(path) if cache is not None else None
+    if mono is None:
+        signal, file_rate = read_audio(path)
+        mono = to_mono_resampled(signal, file_rate, sample_rate)
+        if cache is not None:
+            cache.put(path, mono)
+    return fit_and_normalise(mono, int(round(duration * sample_rate)))
+
+
+def make_datasets(
+    manifests: dict,
+    data_folder,
+    sample_rate: int = SAMPLE_RATE,
+    duration: float = DURATION,
+    cache_folder=None,
+) -> dict:
+    """SpeechBrain data sets of the manifests written by ``data_prep.esc50.prepare_esc50``.
+
+    Each item provides ``id``, ``signal`` ([samples]), ``target`` (int, the ESC-50 target) and
+    ``class_name``. ``{data_root}`` in the manifests' paths is replaced by ``data_folder``.
+
+    Arguments
+    ---------
+    manifests : dict
+        Split name -> manifest JSON path.
+    data_folder : str or Path
+        The data set root.
+    sample_rate, duration : see ``load_clip``.
+    cache_folder : str or Path, optional
+        Folder of the resample cache; None disables it.
+
+    Returns
+    -------
+    dict
+        Split name -> ``speechbrain.dataio.dataset.DynamicItemDataset``.
+    """
+    cache = ResampleCache(Path(cache_folder) / str(sample_rate)) if cache_folder else None
+
+    @sb.utils.data_pipeline.takes("path")
+    @sb.utils.data_pipeline.provides("signal")
+    def audio_pipeline(path):
+        return load_clip(path, sample_rate=sample_rate, duration=duration, cache=cache)
+
+    datasets = {}
+    for split, manifest in manifests.items():
+        datasets[split] = sb.dataio.dataset.DynamicItemDataset.from_json(
+            json_path=str(manifest),
+            replacements={"data_root": str(data_folder)},
+            dynamic_items=[audio_pipeline],
+            output_keys=["id", "signal", "target", "class_name"],
+        )
+    return datasets

@@ -1,0 +1,29 @@
+"""Shared fixtures: a small synthetic ESC-50 set and the real ESC-50 subset in ../shared."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+from data_prep.synthetic import generate_synthetic_esc50
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+REAL_SUBSET = Path(
+    os.environ.get("ESC50_SUBSET", REPO_ROOT.parent / "shared" / "data" / "ESC-50-subset")
+)
+
+
+@pytest.fixture(scope="session")
+def synthetic_esc50(tmp_path_factory):
+    """3 classes x 1 clip x 5 folds of 5 s synthetic clips in ESC-50's layout (read-only use)."""
+    folder = tmp_path_factory.mktemp("synthetic_esc50")
+    rows = generate_synthetic_esc50(folder, n_classes=3, clips_per_class_per_fold=1, seed=0)
+    return folder, rows
+
+
+@pytest.fixture(scope="session")
+def real_subset():
+    """The real ESC-50 subset of ../shared/data (414 clips); skips when it is absent."""
+    if not (REAL_SUBSET / "meta" / "esc50.csv").is_file():
+        pytest.skip(f"real ESC-50 subset not found at {REAL_SUBSET}")
+    return REAL_SUBSET
