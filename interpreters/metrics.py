@@ -1,0 +1,345 @@
+"""The one metrics module: accuracy, fidelity-to-input (FID-I) and faithfulness (FA).
+
+Used alike by the classifier recipes (by-design interpretations) and by PIQ (post-hoc masks).
+For a clip ``x`` (a log-spectrogram), a mask in [0, 1] and the classifier ``f``:
+
+- ``x_int = mask * x`` (the interpretation), ``x_out = (1 - mask) * x`` (what it leaves out);
+- FID-I (paper, eq. 6): ``argmax f(x_int) == argmax f(x)``, averaged over clips;
+- FA (paper, eq. 7, mask-out): ``p_c(x) - p_c(x - x_int) = p_c(x) - p_c(x_out)`` with ``c`` the
+  class predicted on ``x``;
+- FA mask-in: ``p_c(x) - p_c(x_int)``, what the authors' code computed and what the paper's
+  Table 1 reports. Both are kept.
+
+Probabilities are the softmax of the classifier's cosine scores *without* the additive-margin
+training scale (see :func:`probabilities`).
+
+Example
+-------
+>>> import torch
+>>> accumulator = MetricsAccumulator(n_classes=2, class_names=["dog", "rain"])
+>>> accumulator.update(
+...     targets=torch.tensor([0, 1, 1]),
+...     pred=torch.tensor([0, 1, 0]),
+...     fid_i=torch.tensor([1.0, 0.0, 1.0]),
+...     fa=torch.tensor([0.1, 0.2, 0.3]),
+...     fa_mask_in=torch.tensor([0.0, 0.0, 0.3]),
+... )
+>>> summary = accumulator.summary(quantile=0.9)
+>>> round(summary["acc"], 4), round(summary["fid_i"], 4), round(summary["fa"], 4)
+(0.6667, 0.6667, 0.2)
+>>> summary["per_class_acc"]
+{'dog': 1.0, 'rain': 0.5}
+>>> summary["confusion_matrix"]
+[[1, 0], [1, 1]]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def probabilities(cosine_scores: torch.Tensor) -> torch.Tensor:
+    """Class probabilities from the classifier's cosine scores.
+
+    The softmax is taken over the raw cosine similarities in [-1, 1], *without* the
+    additive-margin softmax scale (30) used in training: this is the authors' convention for
+    FA, and it makes probabilities close to uniform (hence the paper's small FA values, ~0.01).
+
+    Arguments
+    ---------
+    cosine_scores : torch.Tensor
+        [batch, n_classes] cosine scores (a SpeechBrain ``[batch, 1, n_classes]`` output is
+        accepted too).
+
+    Returns
+    -------
+    torch.Tensor
+        [batch, n_classes], float32, each row sums to 1.
+
+    Example
+    -------
+    >>> probabilities(torch.tensor([[0.0, 0.0], [1.0, -1.0]]))
+    tensor([[0.5000, 0.5000],
+            [0.8808, 0.1192]])
+    """
+    return torch.softmax(_as_2d(cosine_scores).float(), dim=-1)
+
+
+def _as_2d(scores: torch.Tensor) -> torch.Tensor:
+    """[B, n] scores from [B, n] or SpeechBrain's [B, 1, n]."""
+    if scores.dim() == 3 and scores.shape[1] == 1:
+        scores = scores.squeeze(1)
+    if scores.dim() != 2:
+        raise ValueError(f"scores must be [batch, n_classes], got shape {tuple(scores.shape)}")
+    return scores
+
+
+def interpretation_scores(
+    classify: Callable[[torch.Tensor], torch.Tensor],
+    log_spec: torch.Tensor,
+    mask: torch.Tensor,
+    scores: torch.Tensor | None = None,
+) -> dict[str, torch.Tensor]:
+    """Per-clip FID-I and FA of a batch of masks (at most three forwards per clip).
+
+    ``classify`` is called once on ``x = log_spec`` if ``scores`` is None, then once on the
+    batch ``cat([x_int, x_out])``. Runs under ``torch.no_grad()``.
+
+    Arguments
+    ---------
+    classify : callable
+        Maps a log-spectrogram batch [B, T, F] to cosine scores [B, n_classes] (or
+        [B, 1, n_classes]); the classifier in eval mode.
+    log_spec : torch.Tensor
+        [batch, time, freq], the unmasked input ``x``.
+    mask : torch.Tensor
+        [batch, time, freq], values in [0, 1] (binary for by-design maps, sigmoid for PIQ).
+    scores : torch.Tensor, optional
+        Cosine scores of ``x`` already computed by the caller's forward; saves one forward.
+
+    Returns
+    -------
+    dict of torch.Tensor
+        ``pred`` (argmax on ``x``, long [B]), ``pred_int`` (argmax on ``x_int``, long [B]),
+        ``fid_i`` (1.0 / 0.0 [B]), ``fa`` (mask-out, eq. 7 [B]), ``fa_mask_in`` ([B]),
+        ``p_x`` (``p_c(x)``, the probability of the predicted class [B]) and ``x_int``
+        ([B, T, F]).
+
+    Example
+    -------
+    >>> torch.manual_seed(0) and None
+    >>> weight = torch.randn(3, 4)
+    >>> def classify(x):
+    ...     return torch.nn.functional.normalize(x.mean(dim=1) @ weight.T, dim=-1)
+    >>> x = torch.rand(2, 5, 4)
+    >>> out = interpretation_scores(classify, x, torch.ones_like(x))
+    >>> out["fid_i"], out["fa_mask_in"]
+    (tensor([1., 1.]), tensor([0., 0.]))
+    """
+    with torch.no_grad():
+        if mask.shape != log_spec.shape:
+            raise ValueError(
+                f"mask {tuple(mask.shape)} and log_spec {tuple(log_spec.shape)} shapes differ"
+            )
+        mask = mask.to(device=log_spec.device, dtype=log_spec.dtype)
+        x_int = mask * log_spec
+        x_out = (1.0 - mask) * log_spec
+        if scores is None:
+            scores = classify(log_spec)
+        p_x_all = probabilities(scores)  # [B, n]
+        p_masked = probabilities(classify(torch.cat([x_int, x_out], dim=0)))  # [2B, n]
+        p_int_all, p_out_all = p_masked.chunk(2, dim=0)
+        pred = p_x_all.argmax(dim=-1)
+        pred_int = p_int_all.argmax(dim=-1)
+        index = pred.unsqueeze(-1)
+        p_x = p_x_all.gather(-1, index).squeeze(-1)
+        p_int = p_int_all.gather(-1, index).squeeze(-1)
+        p_out = p_out_all.gather(-1, index).squeeze(-1)
+        return {
+            "pred": pred,
+            "pred_int": pred_int,
+            "fid_i": (pred_int == pred).float(),
+            "fa": p_x - p_out,
+            "fa_mask_in": p_x - p_int,
+            "p_x": p_x,
+            "x_int": x_int,
+        }
+
+
+class MetricsAccumulator:
+    """Running ACC, FID-I, FA, per-class accuracy and confusion matrix over batches.
+
+    All state is kept in tensors (see :meth:`state_tensors`) so that, in distributed runs, each
+    process can ``torch.distributed.all_reduce(t, op=SUM)`` every state tensor in place before
+    calling :meth:`summary` (nothing here calls ``torch.distributed``).
+
+    Arguments
+    ---------
+    n_classes : int
+        Number of classes (50 for ESC-50).
+    class_names : sequence of str, optional
+        Names by class index; defaults to ``"0"``, ``"1"``, ...
+    device : str or torch.device
+        Where the state tensors live (a CUDA device for NCCL all-reduce).
+
+    Example
+    -------
+    >>> accumulator = MetricsAccumulator(n_classes=3)
+    >>> accumulator.summary()["acc"] is None
+    True
+    """
+
+    def __init__(
+        self,
+        n_classes: int,
+        class_names: Sequence[str] | None = None,
+        device: str | torch.device = "cpu",
+    ):
+        if class_names is not None and len(class_names) != n_classes:
+            raise ValueError(f"{len(class_names)} class names for {n_classes} classes")
+        self.n_classes = int(n_classes)
+        self.class_names = (
+            [str(name) for name in class_names]
+            if class_names is not None
+            else [str(index) for index in range(self.n_classes)]
+        )
+        self.device = torch.device(device)
+        self.confusion = torch.zeros(
+            self.n_classes, self.n_classes, dtype=torch.long, device=self.device
+        )
+        # [fid_i sum, fa sum, fa_mask_in sum, number of clips]
+        self.sums = torch.zeros(4, dtype=torch.float64, device=self.device)
+
+    def update(
+        self,
+        targets: torch.Tensor,
+        pred: torch.Tensor,
+        fid_i: torch.Tensor,
+        fa: torch.Tensor,
+        fa_mask_in: torch.Tensor,
+    ) -> None:
+        """Adds a batch of per-clip results.
+
+        Arguments
+        ---------
+        targets : torch.Tensor
+            True class indices [B] (a [B, 1] SpeechBrain label tensor is flattened).
+        pred : torch.Tensor
+            Predicted class indices on the unmasked input [B].
+        fid_i : torch.Tensor
+            1.0 / 0.0 per clip [B].
+        fa : torch.Tensor
+            Mask-out faithfulness per clip [B].
+        fa_mask_in : torch.Tensor
+            Mask-in faithfulness per clip [B].
+        """
+        targets = targets.reshape(-1).long().to(self.device)
+        pred = pred.reshape(-1).long().to(self.device)
+        per_clip = [fid_i, fa, fa_mask_in]
+        if any(t.numel() != targets.numel() for t in [pred, *per_clip]):
+            raise ValueError("targets, pred, fid_i, fa and fa_mask_in must have one value a clip")
+        flat_index = targets * self.n_classes + pred
+        self.confusion += torch.bincount(flat_index, minlength=self.n_classes**2).reshape(
+            self.n_classes, self.n_classes
+        )
+        batch_sums = torch.stack(
+            [t.detach().reshape(-1).to(self.device, torch.float64).sum() for t in per_clip]
+        )
+        self.sums[:3] += batch_sums
+        self.sums[3] += targets.numel()
+
+    def state_tensors(self) -> list[torch.Tensor]:
+        """The state tensors (the objects themselves, not copies), to all-reduce with SUM.
+
+        Returns
+        -------
+        list of torch.Tensor
+            ``[confusion (long [n, n]), sums (float64 [4]: fid_i, fa, fa_mask_in, n_clips)]``.
+
+        Example
+        -------
+        >>> [t.shape for t in MetricsAccumulator(2).state_tensors()]
+        [torch.Size([2, 2]), torch.Size([4])]
+        """
+        return [self.confusion, self.sums]
+
+    def summary(
+        self,
+        quantile: float | None = None,
+        n_params: int | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """The metrics so far, as JSON-ready Python values.
+
+        Arguments
+        ---------
+        quantile : float, optional
+            The quantile order used for the masks (recorded as is).
+        n_params : int, optional
+            Parameter count to record (classifier, or classifier + interpreter).
+        extra : dict, optional
+            Further entries merged into the summary (they override same-named keys).
+
+        Returns
+        -------
+        dict
+            ``acc``, ``fid_i``, ``fa``, ``fa_mask_in`` (None when no clip), ``n_clips``,
+            ``quantile``, ``n_params``, ``per_class_acc`` (class name -> accuracy, None for a
+            class with no clip) and ``confusion_matrix`` (rows: true class, columns: predicted).
+        """
+        confusion = self.confusion.cpu()
+        fid_i_sum, fa_sum, fa_mask_in_sum, n_clips = self.sums.cpu().tolist()
+        n_clips = int(round(n_clips))
+
+        def mean(total: float) -> float | None:
+            return total / n_clips if n_clips else None
+
+        per_class_total = confusion.sum(dim=1).tolist()
+        per_class_correct = confusion.diagonal().tolist()
+        summary: dict[str, Any] = {
+            "acc": mean(float(sum(per_class_correct))),
+            "fid_i": mean(fid_i_sum),
+            "fa": mean(fa_sum),
+            "fa_mask_in": mean(fa_mask_in_sum),
+            "n_clips": n_clips,
+            "quantile": quantile,
+            "n_params": n_params,
+            "per_class_acc": {
+                name: (correct / total if total else None)
+                for name, correct, total in zip(
+                    self.class_names, per_class_correct, per_class_total, strict=True
+                )
+            },
+            "confusion_matrix": confusion.tolist(),
+        }
+        if extra:
+            summary.update(extra)
+        return summary
+
+
+def _json_default(value: Any) -> Any:
+    """Tensors and numpy values as plain Python for ``json.dump``."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def write_metrics_json(summary: dict[str, Any], path: str | os.PathLike) -> None:
+    """Writes a metrics summary as JSON (indent 2), atomically (temporary file + rename).
+
+    Arguments
+    ---------
+    summary : dict
+        E.g. :meth:`MetricsAccumulator.summary`; tensors and numpy values are converted.
+    path : str or path-like
+        Output file; its folder is created if needed.
+
+    Example
+    -------
+    >>> import tempfile, json, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "metrics.json"
+    >>> write_metrics_json({"acc": 0.5, "n_clips": 2}, path)
+    >>> json.loads(path.read_text())
+    {'acc': 0.5, 'n_clips': 2}
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as file:
+            json.dump(summary, file, indent=2, default=_json_default)
+            file.write("\n")
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+        raise

@@ -1,0 +1,330 @@
+"""Pictures and sounds of interpretations: confusion matrix, spectrogram panels, WAV files.
+
+Figures are drawn with matplotlib's object-oriented API on the Agg canvas (no pyplot, no global
+backend change, no display needed). Sounds are written with soundfile as 16-bit PCM.
+
+Example
+-------
+>>> import tempfile, pathlib
+>>> folder = pathlib.Path(tempfile.mkdtemp())
+>>> save_wav(torch.zeros(1600), folder / "silence.wav")
+>>> sf.info(str(folder / "silence.wav")).duration
+0.1
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+SAMPLE_RATE = 16000
+HOP_LENGTH = 186  # samples (11.6099 ms at 16 kHz, recipes/features.py)
+
+
+def _to_numpy(value: torch.Tensor | np.ndarray | Sequence) -> np.ndarray:
+    if isinstance(value, torch.Tensor):
+        return value.detach().float().cpu().numpy()
+    return np.asarray(value)
+
+
+def _new_figure(figsize: tuple[float, float]) -> Figure:
+    figure = Figure(figsize=figsize)
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def _save_figure(figure: Figure, path: str | os.PathLike, dpi: int) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=dpi)
+
+
+def save_confusion_matrix_png(
+    confusion: torch.Tensor | np.ndarray | Sequence[Sequence[int]],
+    class_names: Sequence[str],
+    path: str | os.PathLike,
+) -> None:
+    """Draws a confusion matrix (rows: true class, columns: predicted class) to a PNG file.
+
+    Sized for 50 classes: small tick labels, counts written in non-empty cells, a colour bar and
+    the accuracy in the title.
+
+    Arguments
+    ---------
+    confusion : tensor, array or list of lists
+        [n_classes, n_classes] counts, e.g. ``MetricsAccumulator.summary()["confusion_matrix"]``.
+    class_names : sequence of str
+        Names by class index.
+    path : str or path-like
+        Output PNG file; its folder is created if needed.
+
+    Example
+    -------
+    >>> import tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "confusion.png"
+    >>> save_confusion_matrix_png([[2, 0], [1, 1]], ["dog", "rain"], path)
+    >>> path.is_file()
+    True
+    """
+    matrix = _to_numpy(confusion).astype(np.int64)
+    n_classes = matrix.shape[0]
+    if matrix.shape != (n_classes, n_classes) or len(class_names) != n_classes:
+        raise ValueError(
+            f"confusion {matrix.shape} must be square with one name a class "
+            f"({len(class_names)} names)"
+        )
+    total = int(matrix.sum())
+    accuracy = np.trace(matrix) / total if total else float("nan")
+    side = max(4.0, 0.24 * n_classes + 3.0)
+    font = 5 if n_classes > 20 else 8
+    figure = _new_figure((side + 1.5, side))
+    axes = figure.add_subplot(1, 1, 1)
+    image = axes.imshow(matrix, cmap="Blues", interpolation="nearest", aspect="equal")
+    figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04)
+    ticks = np.arange(n_classes)
+    axes.set_xticks(ticks)
+    axes.set_yticks(ticks)
+    axes.set_xticklabels(class_names, rotation=90, fontsize=font)
+    axes.set_yticklabels(class_names, fontsize=font)
+    axes.set_xlabel("predicted class")
+    axes.set_ylabel("true class")
+    axes.set_title(f"Confusion matrix ({total} clips, accuracy {accuracy:.3f})")
+    threshold = matrix.max() / 2 if matrix.size else 0
+    for row, column in zip(*np.nonzero(matrix), strict=True):
+        axes.text(
+            column,
+            row,
+            str(matrix[row, column]),
+            ha="center",
+            va="center",
+            fontsize=font - 1,
+            color="white" if matrix[row, column] > threshold else "black",
+        )
+    figure.tight_layout()
+    _save_figure(figure, path, dpi=150)
+
+
+def save_interpretation_png(
+    log_spec: torch.Tensor | np.ndarray,
+    mask: torch.Tensor | np.ndarray,
+    x_int: torch.Tensor | np.ndarray,
+    path: str | os.PathLike,
+    true_name: str,
+    pred_name: str,
+    sample_rate: int = SAMPLE_RATE,
+    hop_length: int = HOP_LENGTH,
+) -> None:
+    """Three panels side by side: log-spectrogram | mask | interpretation.
+
+    Time (s) on the x axis, frequency (kHz) on the y axis (low frequencies at the bottom).
+
+    Arguments
+    ---------
+    log_spec : tensor or array
+        [time, freq] log-spectrogram of one clip.
+    mask : tensor or array
+        [time, freq] interpretation mask in [0, 1].
+    x_int : tensor or array
+        [time, freq] interpretation ``mask * log_spec``.
+    path : str or path-like
+        Output PNG file; its folder is created if needed.
+    true_name : str
+        Name of the true class.
+    pred_name : str
+        Name of the predicted class.
+    sample_rate : int
+        Sample rate (for the axes).
+    hop_length : int
+        STFT hop in samples (for the time axis).
+
+    Example
+    -------
+    >>> import tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "clip.png"
+    >>> x = torch.rand(431, 513)
+    >>> save_interpretation_png(x, x > 0.5, x * (x > 0.5), path, "dog", "rain")
+    >>> path.is_file()
+    True
+    """
+    panels = [_to_numpy(p).astype(np.float32) for p in (log_spec, mask, x_int)]
+    if any(p.ndim != 2 or p.shape != panels[0].shape for p in panels):
+        raise ValueError("log_spec, mask and x_int must all be [time, freq] of one shape")
+    n_frames = panels[0].shape[0]
+    extent = (0.0, n_frames * hop_length / sample_rate, 0.0, sample_rate / 2 / 1000)
+    vmax = float(max(panels[0].max(), panels[2].max(), 1e-8))
+    titles = [
+        f"log-spectrogram (true: {true_name})",
+        "mask",
+        f"interpretation (predicted: {pred_name})",
+    ]
+    limits = [(0.0, vmax), (0.0, 1.0), (0.0, vmax)]
+    figure = _new_figure((15, 4))
+    for index, (panel, title, (vmin, top)) in enumerate(zip(panels, titles, limits, strict=True)):
+        axes = figure.add_subplot(1, 3, index + 1)
+        image = axes.imshow(
+            panel.T,
+            origin="lower",
+            aspect="auto",
+            extent=extent,
+            vmin=vmin,
+            vmax=top,
+            cmap="gray" if index == 1 else "magma",
+            interpolation="nearest",
+        )
+        figure.colorbar(image, ax=axes)
+        axes.set_title(title, fontsize=10)
+        axes.set_xlabel("time (s)")
+        axes.set_ylabel("frequency (kHz)")
+    figure.suptitle(f"true: {true_name} / predicted: {pred_name}")
+    figure.tight_layout()
+    _save_figure(figure, path, dpi=100)
+
+
+def save_wav(
+    wav: torch.Tensor | np.ndarray, path: str | os.PathLike, sample_rate: int = SAMPLE_RATE
+) -> None:
+    """Writes a mono waveform as 16-bit PCM, scaling it down only if it would clip.
+
+    A waveform whose peak exceeds 1 is divided by its peak; a quieter one is written as is
+    (never scaled up).
+
+    Arguments
+    ---------
+    wav : tensor or array
+        [samples], float.
+    path : str or path-like
+        Output WAV file; its folder is created if needed.
+    sample_rate : int
+        Sample rate of the waveform.
+
+    Raises
+    ------
+    ValueError
+        If the waveform is not 1-D or not finite.
+    """
+    signal = _to_numpy(wav).astype(np.float32)
+    if signal.ndim != 1:
+        raise ValueError(f"wav must be [samples], got shape {signal.shape}")
+    if not np.isfinite(signal).all():
+        raise ValueError(f"wav for {path} has non-finite samples")
+    peak = float(np.abs(signal).max()) if signal.size else 0.0
+    if peak > 1.0:
+        signal = signal / peak
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(path), signal, sample_rate, subtype="PCM_16")
+
+
+def save_interpretations(
+    folder: str | os.PathLike,
+    ids: Sequence[str],
+    log_spec: torch.Tensor,
+    phase: torch.Tensor,
+    mask: torch.Tensor,
+    x_int: torch.Tensor,
+    targets: torch.Tensor | Sequence[int],
+    preds: torch.Tensor | Sequence[int],
+    class_names: Sequence[str],
+    features: torch.nn.Module,
+    length: int | None = None,
+) -> list[Path]:
+    """Writes, for each clip, a 3-panel PNG and the original and interpretation WAV files.
+
+    Files: ``<folder>/<id>.png``, ``<id>_original.wav`` (``features.inverse(log_spec, phase)``)
+    and ``<id>_interpretation.wav`` (``features.inverse(x_int, phase)``): the interpretation is
+    listened to with the original phase, as in the paper.
+
+    Arguments
+    ---------
+    folder : str or path-like
+        Output folder (created).
+    ids : sequence of str
+        Clip ids, one a clip (used as file names).
+    log_spec : torch.Tensor
+        [batch, time, freq].
+    phase : torch.Tensor
+        [batch, time, freq], the original phase.
+    mask : torch.Tensor
+        [batch, time, freq].
+    x_int : torch.Tensor
+        [batch, time, freq], ``mask * log_spec``.
+    targets : tensor or sequence of int
+        True class indices [batch] (``[batch, 1]`` is flattened).
+    preds : tensor or sequence of int
+        Predicted class indices [batch].
+    class_names : sequence of str
+        Names by class index.
+    features : recipes.features.LogSpectrogram
+        Gives the inverse transform (and the sample rate and hop for the axes).
+    length : int, optional
+        Number of samples of the waveforms (e.g. 80000 for 5 s at 16 kHz); ISTFT's own
+        length when None.
+
+    Returns
+    -------
+    list of Path
+        The files written.
+
+    Example
+    -------
+    >>> import tempfile, pathlib
+    >>> from recipes.features import LogSpectrogram
+    >>> features = LogSpectrogram()
+    >>> log_spec, phase = features(torch.randn(1, 16000))
+    >>> mask = torch.ones_like(log_spec)
+    >>> folder = pathlib.Path(tempfile.mkdtemp()) / "interpretations"
+    >>> files = save_interpretations(
+    ...     folder, ["clip"], log_spec, phase, mask, mask * log_spec, [0], [1], ["dog", "rain"],
+    ...     features, length=16000,
+    ... )
+    >>> sorted(f.name for f in files)
+    ['clip.png', 'clip_interpretation.wav', 'clip_original.wav']
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    targets = _to_numpy(targets).reshape(-1).astype(np.int64)
+    preds = _to_numpy(preds).reshape(-1).astype(np.int64)
+    n_clips = log_spec.shape[0]
+    if not (len(ids) == len(targets) == len(preds) == n_clips):
+        raise ValueError(
+            f"{len(ids)} ids, {len(targets)} targets and {len(preds)} predictions for "
+            f"{n_clips} clips"
+        )
+    stft = getattr(features, "stft", None)
+    sample_rate = int(getattr(stft, "sample_rate", SAMPLE_RATE))
+    hop_length = int(getattr(stft, "hop_length", HOP_LENGTH))
+    with torch.no_grad():
+        # One inverse for originals and interpretations, on the inputs' device.
+        wavs = features.inverse(
+            torch.cat([log_spec.detach(), x_int.detach()]),
+            torch.cat([phase.detach(), phase.detach()]),
+            length=length,
+        ).cpu()
+    originals, interpretations = wavs[:n_clips], wavs[n_clips:]
+    log_spec, mask, x_int = (t.detach().float().cpu() for t in (log_spec, mask, x_int))
+    written = []
+    for index, clip_id in enumerate(ids):
+        png = folder / f"{clip_id}.png"
+        save_interpretation_png(
+            log_spec[index],
+            mask[index],
+            x_int[index],
+            png,
+            true_name=class_names[targets[index]],
+            pred_name=class_names[preds[index]],
+            sample_rate=sample_rate,
+            hop_length=hop_length,
+        )
+        original = folder / f"{clip_id}_original.wav"
+        interpretation = folder / f"{clip_id}_interpretation.wav"
+        save_wav(originals[index], original, sample_rate)
+        save_wav(interpretations[index], interpretation, sample_rate)
+        written += [png, original, interpretation]
+    return written

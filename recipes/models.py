@@ -1,0 +1,229 @@
+"""Backbones (HuggingFace FocalNet / ViT), their embedding wrappers and the cosine head.
+
+``build_backbone`` loads the pretrained weights with ``from_pretrained`` (``pretrained=True``) or
+builds the same architecture with random weights from a config shipped in ``recipes/configs/``
+(``pretrained=False``, no network); the config's keys can be overridden, so tests and the
+quickstart use tiny models.
+
+The wrappers return a dict for a batch of images [B, 3, 224, 224]:
+
+- ``embedding`` [B, D]: FocalNet's last-stage map averaged over space (D = 1024 for base); ViT's
+  last hidden state averaged over all tokens, CLS included (D = 768), as the authors' code;
+- ``representation``: FocalNet's last-stage map [B, D, 7, 7]; ViT's last hidden state
+  [B, 197, D] (what the PIQ interpreter reads);
+- ``raw_map`` (when ``with_map=True``): FocalNet's modulator h(.) of the last layer of the last
+  stage [B, D, 7, 7] (a forward hook on ``projection_context``); ViT's last-layer attentions
+  [B, heads, 197, 197]. ``interpreters.maps`` turns it into the interpretation map.
+
+Example
+-------
+>>> backbone = build_backbone("focalnet", pretrained=False, config_overrides=TINY_FOCALNET)
+>>> embedder = FocalNetEmbedder(backbone)
+>>> out = embedder(torch.randn(2, 3, 224, 224), with_map=True)
+>>> out["embedding"].shape, out["representation"].shape, out["raw_map"].shape
+(torch.Size([2, 64]), torch.Size([2, 64, 7, 7]), torch.Size([2, 64, 7, 7]))
+>>> head = build_head(embedder.embedding_size, n_classes=5)
+>>> head(out["embedding"].unsqueeze(1)).squeeze(1).shape
+torch.Size([2, 5])
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from speechbrain.lobes.models.ECAPA_TDNN import Classifier
+from transformers import FocalNetBackbone, FocalNetConfig, ViTConfig, ViTModel
+
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+BACKBONES = {
+    "focalnet": (FocalNetConfig, "focalnet-base.json"),
+    "vit": (ViTConfig, "vit-base-patch16-224.json"),
+}
+# Tiny architectures for tests and the offline quickstart (random init).
+TINY_FOCALNET = {"embed_dim": 8, "depths": [1, 1, 1, 1]}
+TINY_VIT = {
+    "hidden_size": 32,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "intermediate_size": 64,
+}
+
+
+def backbone_config(backbone: str, config_overrides: dict | None = None):
+    """The shipped config of ``backbone`` ("focalnet" or "vit") with ``config_overrides`` applied.
+
+    For FocalNet, overriding ``embed_dim`` or ``depths`` without ``hidden_sizes`` derives
+    ``hidden_sizes`` as the usual doubling per stage (``embed_dim * 2 ** i``, i = 1..stages-1).
+
+    Example
+    -------
+    >>> backbone_config("focalnet", {"embed_dim": 16}).hidden_sizes
+    [32, 64, 128]
+    """
+    if backbone not in BACKBONES:
+        raise ValueError(f"backbone must be one of {sorted(BACKBONES)}, got {backbone!r}")
+    config_class, filename = BACKBONES[backbone]
+    with open(CONFIG_DIR / filename) as handle:
+        values = json.load(handle)
+    overrides = dict(config_overrides or {})
+    unknown = sorted(set(overrides) - set(values))
+    if unknown:
+        raise ValueError(
+            f"Unknown key(s) {unknown} in backbone_config for {backbone}; "
+            f"allowed keys are those of {CONFIG_DIR / filename}: {sorted(values)}"
+        )
+    values.update({key: _plain(value) for key, value in overrides.items()})
+    if backbone == "focalnet" and "hidden_sizes" not in overrides:
+        n_stages = len(values["depths"])
+        values["hidden_sizes"] = [values["embed_dim"] * 2**i for i in range(1, n_stages)]
+    values.pop("model_type")
+    return config_class(**values)
+
+
+def _plain(value):
+    """YAML lists arrive as ruamel sequences; transformers wants plain lists."""
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    return value
+
+
+def build_backbone(
+    backbone: str,
+    source: str | None = None,
+    pretrained: bool = True,
+    cache_dir: str | None = None,
+    config_overrides: dict | None = None,
+) -> torch.nn.Module:
+    """A FocalNet (``FocalNetBackbone``) or ViT (``ViTModel`` with pooler) backbone.
+
+    Arguments
+    ---------
+    backbone : str
+        "focalnet" or "vit".
+    source : str
+        HuggingFace model id or local folder (``microsoft/focalnet-base``,
+        ``google/vit-base-patch16-224``); used when ``pretrained`` is True.
+    pretrained : bool
+        True: ``from_pretrained(source, cache_dir=cache_dir)``. False: the shipped config, random
+        weights, no network.
+    cache_dir : str, optional
+        Where HuggingFace keeps downloaded weights.
+    config_overrides : dict, optional
+        Keys of the shipped config to change (only with ``pretrained=False``).
+    """
+    if backbone not in BACKBONES:
+        raise ValueError(f"backbone must be one of {sorted(BACKBONES)}, got {backbone!r}")
+    if pretrained:
+        if config_overrides:
+            raise ValueError(
+                "backbone_config overrides change the architecture and only apply with "
+                "pretrained: False (pretrained weights fix the architecture)"
+            )
+        if not source:
+            raise ValueError("pretrained: True needs `source` (a HuggingFace id or a folder)")
+        if backbone == "focalnet":
+            return FocalNetBackbone.from_pretrained(source, cache_dir=cache_dir)
+        return ViTModel.from_pretrained(
+            source, cache_dir=cache_dir, add_pooling_layer=True, attn_implementation="eager"
+        )
+    config = backbone_config(backbone, config_overrides)
+    if backbone == "focalnet":
+        return FocalNetBackbone(config)
+    config._attn_implementation = "eager"  # attentions must be returnable
+    return ViTModel(config, add_pooling_layer=True)
+
+
+class FocalNetEmbedder(torch.nn.Module):
+    """Embedding, representation and modulator of a ``FocalNetBackbone``.
+
+    The modulator is captured by a forward hook on the ``projection_context`` (h in the paper's
+    eq. 2) of the last layer of the last stage.
+    """
+
+    kind = "focalnet"
+
+    def __init__(self, backbone: torch.nn.Module):
+        super().__init__()
+        self.backbone = backbone
+        self._modulator = None
+        last_layer = backbone.focalnet.encoder.stages[-1].layers[-1]
+        last_layer.modulation.projection_context.register_forward_hook(self._keep_modulator)
+
+    def _keep_modulator(self, module, inputs, output):
+        self._modulator = output
+
+    @property
+    def embedding_size(self) -> int:
+        return self.backbone.num_features[-1]
+
+    def forward(self, image: torch.Tensor, with_map: bool = False) -> dict:
+        """See the module docstring."""
+        feature_map = self.backbone(pixel_values=image).feature_maps[-1]
+        result = {"embedding": feature_map.mean(dim=(2, 3)), "representation": feature_map}
+        if with_map:
+            result["raw_map"] = self._modulator
+        self._modulator = None
+        return result
+
+
+class ViTEmbedder(torch.nn.Module):
+    """Embedding, representation and last-layer attentions of a ``ViTModel``."""
+
+    kind = "vit"
+
+    def __init__(self, backbone: torch.nn.Module):
+        super().__init__()
+        self.backbone = backbone
+
+    @property
+    def embedding_size(self) -> int:
+        return self.backbone.config.hidden_size
+
+    def forward(self, image: torch.Tensor, with_map: bool = False) -> dict:
+        """See the module docstring."""
+        out = self.backbone(pixel_values=image, output_attentions=with_map)
+        hidden = out.last_hidden_state
+        result = {"embedding": hidden.mean(dim=1), "representation": hidden}
+        if with_map:
+            result["raw_map"] = out.attentions[-1]
+        return result
+
+
+EMBEDDERS = {"focalnet": FocalNetEmbedder, "vit": ViTEmbedder}
+
+
+def build_embedder(
+    backbone: str,
+    source: str | None = None,
+    pretrained: bool = True,
+    cache_dir: str | None = None,
+    config_overrides: dict | None = None,
+) -> torch.nn.Module:
+    """``build_backbone`` wrapped in its embedder (``FocalNetEmbedder`` / ``ViTEmbedder``)."""
+    model = build_backbone(backbone, source, pretrained, cache_dir, config_overrides)
+    return EMBEDDERS[backbone](model)
+
+
+def build_head(
+    input_size: int, n_classes: int, lin_neurons: int = 192, bn_momentum: float = 0.1
+) -> torch.nn.Module:
+    """SpeechBrain's cosine classifier (``ECAPA_TDNN.Classifier``, one linear block).
+
+    Outputs cosine similarities [B, 1, n_classes] for inputs [B, 1, input_size].
+    ``bn_momentum`` sets the momentum of the block's BatchNorm running statistics (0.1 is
+    PyTorch's and SpeechBrain's default).
+    """
+    head = Classifier(
+        input_size=input_size, lin_blocks=1, lin_neurons=lin_neurons, out_neurons=n_classes
+    )
+    for module in head.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            module.momentum = bn_momentum
+    return head
+
+
+def count_parameters(*modules: torch.nn.Module) -> int:
+    """Total number of parameters of ``modules``."""
+    return sum(p.numel() for module in modules for p in module.parameters())

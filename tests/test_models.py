@@ -1,0 +1,97 @@
+"""Backbones, embedders and the cosine head: exact sizes, shapes, maps, offline loading."""
+
+import pytest
+import torch
+
+from interpreters.maps import MAP_FUNCTIONS, upsample_map
+from recipes.models import (
+    TINY_FOCALNET,
+    TINY_VIT,
+    backbone_config,
+    build_backbone,
+    build_embedder,
+    build_head,
+    count_parameters,
+)
+
+
+@pytest.mark.parametrize(
+    "backbone, embedding_size, expected, paper",
+    [
+        ("focalnet", 1024, 87_331_592, 87.3e6),  # backbone 87,123,144 + head 208,448
+        ("vit", 768, 86_548_032, 86.5e6),  # with the pooler, as the paper counts
+    ],
+)
+def test_full_size_parameter_counts_match_the_paper(backbone, embedding_size, expected, paper):
+    embedder = build_embedder(backbone, pretrained=False)
+    assert embedder.embedding_size == embedding_size
+    head = build_head(embedder.embedding_size, n_classes=50)
+    n_params = count_parameters(embedder, head)
+    assert n_params == expected
+    assert round(n_params / 1e5) == round(paper / 1e5)  # 87.3M / 86.5M as printed
+
+
+@pytest.mark.parametrize("backbone, overrides", [("focalnet", TINY_FOCALNET), ("vit", TINY_VIT)])
+def test_tiny_embedders_give_embedding_representation_and_map(backbone, overrides):
+    embedder = build_embedder(backbone, pretrained=False, config_overrides=overrides)
+    image = torch.randn(2, 3, 224, 224)
+    out = embedder(image, with_map=True)
+    size = embedder.embedding_size
+    assert out["embedding"].shape == (2, size)
+    by_design_map = MAP_FUNCTIONS[embedder.kind](out["raw_map"])
+    side = 7 if backbone == "focalnet" else 14
+    assert by_design_map.shape == (2, side, side)
+    assert upsample_map(by_design_map, (431, 513)).shape == (2, 431, 513)
+    assert "raw_map" not in embedder(image)  # maps only when asked
+
+
+def test_focalnet_map_is_the_last_layers_modulator():
+    """raw_map is m(i, X) of eq. (1)-(2): what multiplies q(x) in the last layer of the last
+    stage."""
+    embedder = build_embedder("focalnet", pretrained=False, config_overrides=TINY_FOCALNET)
+    modulation = embedder.backbone.focalnet.encoder.stages[-1].layers[-1].modulation
+    seen = {}
+    modulation.projection_in.register_forward_hook(lambda m, i, o: seen.update(x=o))
+    modulation.projection_out.register_forward_hook(lambda m, i, o: seen.update(y=i[0]))
+    out = embedder(torch.randn(1, 3, 224, 224), with_map=True)
+    size = embedder.embedding_size
+    q = seen["x"].permute(0, 3, 1, 2)[:, :size]  # q(x), [B, C, 7, 7]
+    y = seen["y"].permute(0, 3, 1, 2)  # q(x) * m(i, X) before the output projection
+    assert out["raw_map"].shape == (1, size, 7, 7)
+    assert torch.allclose(y, q * out["raw_map"], atol=1e-6)
+
+
+def test_vit_embedding_averages_all_tokens_including_cls():
+    embedder = build_embedder("vit", pretrained=False, config_overrides=TINY_VIT)
+    out = embedder(torch.randn(2, 3, 224, 224))
+    assert out["representation"].shape[1] == 197
+    assert torch.allclose(out["embedding"], out["representation"].mean(dim=1))
+
+
+def test_pretrained_path_loads_weights_with_from_pretrained(tmp_path):
+    """The real loading code, against a local folder written here (never the hub)."""
+    for backbone, overrides in [("focalnet", TINY_FOCALNET), ("vit", TINY_VIT)]:
+        original = build_backbone(backbone, pretrained=False, config_overrides=overrides)
+        original.save_pretrained(tmp_path / backbone)
+        loaded = build_backbone(backbone, source=str(tmp_path / backbone), pretrained=True)
+        for (name, a), (_, b) in zip(
+            original.state_dict().items(), loaded.state_dict().items(), strict=True
+        ):
+            assert torch.equal(a, b), name
+
+
+def test_bad_backbone_options_are_clear_errors():
+    with pytest.raises(ValueError, match="backbone must be one of"):
+        build_backbone("resnet", pretrained=False)
+    with pytest.raises(ValueError, match="embed_dimm"):
+        backbone_config("focalnet", {"embed_dimm": 8})
+    with pytest.raises(ValueError, match="only apply with pretrained: False"):
+        build_backbone("vit", source="x", pretrained=True, config_overrides={"hidden_size": 8})
+
+
+def test_head_outputs_cosines_and_takes_the_bn_momentum():
+    head = build_head(16, n_classes=4, bn_momentum=0.5)
+    scores = head(torch.randn(8, 1, 16))
+    assert scores.shape == (8, 1, 4) and scores.abs().max() <= 1 + 1e-6
+    momenta = [m.momentum for m in head.modules() if isinstance(m, torch.nn.BatchNorm1d)]
+    assert momenta == [0.5]
