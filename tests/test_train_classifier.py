@@ -1,0 +1,132 @@
+"""The classifier recipe end to end with tiny models on synthetic ESC-50 (CPU, offline)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from data_prep.synthetic import generate_synthetic_esc50
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = {
+    "focalnet": "{embed_dim: 8, depths: [1, 1, 1, 1]}",
+    "vit": "{hidden_size: 32, num_hidden_layers: 2, num_attention_heads: 2, intermediate_size: 64}",
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tiny_esc50")
+    generate_synthetic_esc50(folder, n_classes=3, clips_per_class_per_fold=2, seed=1)
+    return folder
+
+
+def _args(backbone, data_folder, output_folder, *extra):
+    return [
+        f"hparams/{backbone}.yaml",
+        f"--data_folder={data_folder}",
+        f"--output_folder={output_folder}",
+        "--pretrained=False",
+        f"--backbone_config={TINY[backbone]}",
+        "--download=False",
+        "--n_classes=3",
+        "--batch_size=4",
+        "--number_of_epochs=1",
+        "--n_interpretations=2",
+        "--resample_cache=null",
+        *extra,
+    ]
+
+
+def _run(args, timeout=600):
+    return subprocess.run(
+        [sys.executable, "train_classifier.py", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.mark.parametrize("backbone", ["focalnet", "vit"])
+def test_train_and_evaluate_end_to_end(backbone, tiny_data, tmp_path):
+    out = tmp_path / "run"
+    result = _run(_args(backbone, tiny_data, out, "--quantile=0.8"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((out / "test_metrics.json").read_text())
+    assert metrics["n_clips"] == 6  # fold 5: 3 classes x 2 clips
+    assert metrics["quantile"] == 0.8 and metrics["backbone"] == backbone
+    for key in ("acc", "fid_i", "fa", "fa_mask_in"):
+        assert isinstance(metrics[key], float) and abs(metrics[key]) <= 1
+    assert set(metrics["per_class_acc"]) == {"class_00", "class_01", "class_02"}
+    assert sum(map(sum, metrics["confusion_matrix"])) == 6
+    assert metrics["n_params"] > 0
+    for name in ("train_log.txt", "hyperparams.yaml", "confusion_matrix.png"):
+        assert (out / name).is_file(), name
+    assert any((out / "save").glob("CKPT+*"))
+    pngs = sorted((out / "interpretations").glob("*.png"))
+    wavs = sorted((out / "interpretations").glob("*_interpretation.wav"))
+    assert len(pngs) == len(wavs) == 2
+
+
+def _final_state(out):
+    """Test metrics and the weights of the checkpoint kept as best."""
+    metrics = json.loads((out / "test_metrics.json").read_text())
+    ckpts = sorted((out / "save").glob("CKPT+*"))
+    weights = {c.name: torch.load(c / "embedding_model.ckpt") for c in ckpts}
+    return metrics, weights
+
+
+def test_killed_run_resumes_to_the_same_result(tiny_data, tmp_path):
+    """kill -9 once a checkpoint is complete, resume: same result as an uninterrupted run.
+
+    The kill may land while a later checkpoint is being written; that one must then be ignored.
+    """
+    epochs = "--number_of_epochs=3"
+    reference = _run(_args("focalnet", tiny_data, tmp_path / "ref", epochs))
+    assert reference.returncode == 0, reference.stderr[-3000:]
+
+    out = tmp_path / "killed"
+    command = [sys.executable, "train_classifier.py", *_args("focalnet", tiny_data, out, epochs)]
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 300
+    while not any((out / "save").glob("CKPT+*/CKPT.yaml")) and time.time() < deadline:
+        assert process.poll() is None, "run ended before its first checkpoint"
+        time.sleep(0.2)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not (out / "test_metrics.json").exists()
+
+    resumed = _run(_args("focalnet", tiny_data, out, epochs))
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "Loading a checkpoint" in (out / "log.txt").read_text()
+    ref_metrics, ref_weights = _final_state(tmp_path / "ref")
+    metrics, weights = _final_state(out)
+    assert metrics == ref_metrics
+    last_ref, last = sorted(ref_weights)[-1], sorted(weights)[-1]
+    for name, tensor in ref_weights[last_ref].items():
+        assert torch.equal(tensor, weights[last][name]), name
+
+
+def test_quickstart_learns(tmp_path):
+    """The README's offline quickstart, exactly: test accuracy at least 5x chance (10 classes)."""
+    out = tmp_path / "quickstart"
+    result = _run(
+        [
+            "hparams/focalnet.yaml",
+            f"--data_folder={tmp_path / 'synthetic'}",
+            "--overrides_file=hparams/quickstart.yaml",
+            f"--output_folder={out}",
+        ]
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((out / "test_metrics.json").read_text())
+    assert metrics["n_clips"] == 80
+    assert metrics["acc"] >= 5 * (1 / 10), metrics["acc"]
+    assert len(list((out / "interpretations").glob("*.png"))) == 4
