@@ -8,6 +8,7 @@ be overridden on the command line; ``--overrides_file`` reads a YAML file of ove
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 
 import speechbrain as sb
@@ -55,4 +56,21 @@ def load_hparams(argv: list[str] | None = None) -> tuple[dict, dict, str, dict]:
         hyperparams_to_save=hparams_file,
         overrides=overrides,
     )
+    _keep_entry_script(hparams["output_folder"])
     return hparams, run_opts, hparams_file, overrides
+
+
+def _keep_entry_script(folder) -> None:
+    """Copies the entry script that ran into the run folder, in place of this module.
+
+    SpeechBrain's ``create_experiment_directory`` copies the module that calls it, which is this
+    one; the script the user ran (``train_classifier.py``, ``train_piq.py``) is what belongs there.
+    """
+    script = os.path.realpath(sys.argv[0])
+    if not sb.utils.distributed.if_main_process() or not script.endswith(".py"):
+        return
+    if os.path.isfile(script) and os.path.realpath(__file__) != script:
+        shutil.copy(script, folder)
+        stray = os.path.join(folder, os.path.basename(__file__))
+        if os.path.isfile(stray):
+            os.remove(stray)
