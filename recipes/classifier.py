@@ -16,27 +16,37 @@ Modules it expects (``modules`` in the YAML): ``features`` (``recipes.features.L
 from __future__ import annotations
 
 import logging
-import os
 
 import speechbrain as sb
 import torch
 
 from interpreters.maps import MAP_FUNCTIONS, quantile_mask, upsample_map
-from interpreters.metrics import MetricsAccumulator, interpretation_scores, write_metrics_json
-from interpreters.outputs import save_confusion_matrix_png, save_interpretations
 from recipes.features import to_image
 from recipes.models import count_parameters
+from recipes.runs import model_card, write_model_card
+from recipes.training import InterpretationScoring
 
 logger = logging.getLogger(__name__)
 
 
-class ClassifierBrain(sb.Brain):
+class ClassifierBrain(InterpretationScoring, sb.Brain):
     """Trains and evaluates an interpretable-by-design sound classifier."""
 
     def classify(self, log_spec: torch.Tensor) -> torch.Tensor:
         """Cosine scores [B, n_classes] of log-spectrograms [B, T, F] (the metrics' callable)."""
         embedding = self.modules.embedding_model(to_image(log_spec))["embedding"]
         return self.modules.classifier(embedding.unsqueeze(1)).squeeze(1)
+
+    def on_fit_start(self):
+        """Writes the run's model card (``model.json``) for ``train_piq.py`` and other tools."""
+        super().on_fit_start()
+        if sb.utils.distributed.if_main_process():
+            card = model_card(
+                vars(self.hparams),
+                self.hparams.class_names,
+                self.modules.embedding_model.embedding_size,
+            )
+            write_model_card(self.hparams.output_folder, card)
 
     def compute_forward(self, batch, stage):
         """Waveforms -> (augmentation) -> log-spectrogram -> image -> backbone -> cosine head."""
@@ -69,43 +79,24 @@ class ClassifierBrain(sb.Brain):
     @torch.no_grad()
     def _interpret_batch(self, predictions, batch):
         log_spec = predictions["log_spec"]
-        scores = predictions["scores"].squeeze(1)
         by_design_map = MAP_FUNCTIONS[self.modules.embedding_model.kind](predictions["raw_map"])
         mask = quantile_mask(upsample_map(by_design_map, log_spec.shape[1:]), self.quantile)
-        result = interpretation_scores(self.classify, log_spec, mask, scores=scores)
-        targets = batch.target.to(self.device)
-        self.test_metrics.update(
-            targets, result["pred"], result["fid_i"], result["fa"], result["fa_mask_in"]
+        self.score_masks(
+            batch,
+            log_spec,
+            predictions["phase"],
+            mask,
+            predictions["scores"].squeeze(1),
+            predictions["n_samples"],
+            save=True,
         )
-        n_left = self.hparams.n_interpretations - self.n_saved
-        if n_left > 0 and sb.utils.distributed.if_main_process():
-            keep = slice(0, n_left)
-            names = self.hparams.class_names
-            save_interpretations(
-                os.path.join(self.hparams.output_folder, "interpretations"),
-                batch.id[keep],
-                log_spec[keep],
-                predictions["phase"][keep],
-                mask[keep],
-                result["x_int"][keep],
-                targets[keep],
-                result["pred"][keep],
-                names,
-                self.modules.features,
-                length=predictions["n_samples"],
-            )
-            self.n_saved += len(batch.id[keep])
 
     def on_stage_start(self, stage, epoch=None):
         """Fresh error statistics each stage; fresh interpretation metrics for the test."""
         self.error_metrics = self.hparams.error_stats()
         if stage == sb.Stage.TEST:
             self.quantile = float(self.hparams.quantile)
-            names = self.hparams.class_names
-            self.test_metrics = MetricsAccumulator(
-                len(names), class_names=names, device=self.device
-            )
-            self.n_saved = 0
+            self.start_scoring()
 
     def on_fit_batch_end(self, batch, outputs, loss, should_step):
         """The cyclic learning rate advances on training steps only."""
@@ -130,24 +121,9 @@ class ClassifierBrain(sb.Brain):
             self._write_test_results(stats)
 
     def _write_test_results(self, stats):
-        n_params = count_parameters(self.modules.embedding_model, self.modules.classifier)
-        summary = self.test_metrics.summary(
+        kind = self.modules.embedding_model.kind
+        self.write_test_results(
             quantile=self.quantile,
-            n_params=n_params,
-            extra={"test_loss": stats["loss"], "backbone": self.modules.embedding_model.kind},
+            n_params=count_parameters(self.modules.embedding_model, self.modules.classifier),
+            extra={"test_loss": stats["loss"], "backbone": kind, "method": kind},
         )
-        self.hparams.train_logger.log_stats(
-            stats_meta={"Epoch loaded": self.hparams.epoch_counter.current},
-            test_stats={
-                key: summary[key] for key in ("acc", "fid_i", "fa", "fa_mask_in", "n_clips")
-            },
-        )
-        if sb.utils.distributed.if_main_process():
-            folder = self.hparams.output_folder
-            write_metrics_json(summary, os.path.join(folder, "test_metrics.json"))
-            save_confusion_matrix_png(
-                summary["confusion_matrix"],
-                self.hparams.class_names,
-                os.path.join(folder, "confusion_matrix.png"),
-            )
-        self.test_summary = summary

@@ -1,4 +1,7 @@
-"""Pieces shared by the recipes' ``Brain`` subclasses (classifier and PIQ)."""
+"""Pieces shared by the recipes' ``Brain`` subclasses (classifier and PIQ): checkpoints that are
+written atomically, the random state as a recoverable, and ``InterpretationScoring``, the one
+place where masks are scored with ``interpreters.metrics`` and test results are written.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import speechbrain as sb
 import torch
 from speechbrain.utils.checkpoints import (
     CKPT_PREFIX,
@@ -19,6 +23,9 @@ from speechbrain.utils.checkpoints import (
     register_checkpoint_hooks,
 )
 from speechbrain.utils.distributed import ddp_barrier, if_main_process
+
+from interpreters.metrics import MetricsAccumulator, interpretation_scores, write_metrics_json
+from interpreters.outputs import save_confusion_matrix_png, save_interpretations
 
 logger = logging.getLogger(__name__)
 
@@ -146,3 +153,74 @@ class RandomState:
         torch.set_rng_state(state["torch"])
         if "cuda" in state and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class InterpretationScoring:
+    """Mixin for a ``Brain`` that scores interpretation masks (classifier and PIQ recipes alike).
+
+    The ``Brain`` provides ``classify(log_spec) -> cosine scores`` and the hyperparameters
+    ``class_names``, ``n_interpretations``, ``output_folder``, ``train_logger`` and
+    ``epoch_counter``. Per stage: ``start_scoring()``, then ``score_masks(...)`` per batch, then
+    ``interpretation_summary()`` or, on the test fold, ``write_test_results(...)``.
+    """
+
+    def start_scoring(self):
+        """Fresh metrics (and no interpretation written yet) for a new stage."""
+        names = self.hparams.class_names
+        self.interp_metrics = MetricsAccumulator(len(names), class_names=names, device=self.device)
+        self.n_saved = 0
+
+    @torch.no_grad()
+    def score_masks(self, batch, log_spec, phase, mask, scores, n_samples, save=False):
+        """Scores ``mask`` [B, T, F] on ``log_spec`` with ``interpreters.metrics``.
+
+        With ``save``, the first ``n_interpretations`` clips of the stage are written as PNG and
+        WAV under ``output_folder/interpretations`` (main process only).
+        """
+        result = interpretation_scores(self.classify, log_spec, mask, scores=scores)
+        targets = batch.target.to(self.device)
+        self.interp_metrics.update(
+            targets, result["pred"], result["fid_i"], result["fa"], result["fa_mask_in"]
+        )
+        n_left = self.hparams.n_interpretations - self.n_saved
+        if save and n_left > 0 and sb.utils.distributed.if_main_process():
+            keep = slice(0, n_left)
+            save_interpretations(
+                os.path.join(self.hparams.output_folder, "interpretations"),
+                batch.id[keep],
+                log_spec[keep],
+                phase[keep],
+                mask[keep],
+                result["x_int"][keep],
+                targets[keep],
+                result["pred"][keep],
+                self.hparams.class_names,
+                self.modules.features,
+                length=n_samples,
+            )
+            self.n_saved += len(batch.id[keep])
+        return result
+
+    def interpretation_summary(self, **kwargs) -> dict:
+        """``MetricsAccumulator.summary`` of the stage so far (kwargs passed through)."""
+        return self.interp_metrics.summary(**kwargs)
+
+    def write_test_results(self, quantile, n_params, extra) -> dict:
+        """Logs the test metrics; writes test_metrics.json and confusion_matrix.png."""
+        summary = self.interp_metrics.summary(quantile=quantile, n_params=n_params, extra=extra)
+        self.hparams.train_logger.log_stats(
+            stats_meta={"Epoch loaded": self.hparams.epoch_counter.current},
+            test_stats={
+                key: summary[key] for key in ("acc", "fid_i", "fa", "fa_mask_in", "n_clips")
+            },
+        )
+        if sb.utils.distributed.if_main_process():
+            folder = self.hparams.output_folder
+            write_metrics_json(summary, os.path.join(folder, "test_metrics.json"))
+            save_confusion_matrix_png(
+                summary["confusion_matrix"],
+                self.hparams.class_names,
+                os.path.join(folder, "confusion_matrix.png"),
+            )
+        self.test_summary = summary
+        return summary

@@ -4,6 +4,7 @@ import os
 from pathlib import Path
 
 import pytest
+from recipe_runs import run_script
 
 from data_prep.synthetic import generate_synthetic_esc50
 
@@ -27,3 +28,27 @@ def real_subset():
     if not (REAL_SUBSET / "meta" / "esc50.csv").is_file():
         pytest.skip(f"real ESC-50 subset not found at {REAL_SUBSET}")
     return REAL_SUBSET
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory):
+    """3 classes x 2 clips x 5 folds of synthetic ESC-50 for end-to-end recipe runs."""
+    folder = tmp_path_factory.mktemp("tiny_esc50")
+    generate_synthetic_esc50(folder, n_classes=3, clips_per_class_per_fold=2, seed=1)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def quickstart_run(tmp_path_factory):
+    """The README's offline quickstart classifier step, exactly; returns (data, output) folders."""
+    root = tmp_path_factory.mktemp("quickstart")
+    data, out = root / "synthetic", root / "quickstart-focalnet"
+    args = [
+        "hparams/focalnet.yaml",
+        f"--data_folder={data}",
+        "--overrides_file=hparams/quickstart.yaml",
+        f"--output_folder={out}",
+    ]
+    result = run_script("train_classifier.py", args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return data, out

@@ -10,48 +10,17 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from data_prep.synthetic import generate_synthetic_esc50
+from recipe_runs import run_script, tiny_args
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = {
-    "focalnet": "{embed_dim: 8, depths: [1, 1, 1, 1]}",
-    "vit": "{hidden_size: 32, num_hidden_layers: 2, num_attention_heads: 2, intermediate_size: 64}",
-}
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tiny_esc50")
-    generate_synthetic_esc50(folder, n_classes=3, clips_per_class_per_fold=2, seed=1)
-    return folder
 
 
 def _args(backbone, data_folder, output_folder, *extra):
-    return [
-        f"hparams/{backbone}.yaml",
-        f"--data_folder={data_folder}",
-        f"--output_folder={output_folder}",
-        "--pretrained=False",
-        f"--backbone_config={TINY[backbone]}",
-        "--download=False",
-        "--n_classes=3",
-        "--batch_size=4",
-        "--number_of_epochs=1",
-        "--n_interpretations=2",
-        "--resample_cache=null",
-        *extra,
-    ]
+    return tiny_args(backbone, backbone, data_folder, output_folder, "--pretrained=False", *extra)
 
 
 def _run(args, timeout=600):
-    return subprocess.run(
-        [sys.executable, "train_classifier.py", *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    return run_script("train_classifier.py", args, timeout)
 
 
 @pytest.mark.parametrize("backbone", ["focalnet", "vit"])
@@ -67,8 +36,12 @@ def test_train_and_evaluate_end_to_end(backbone, tiny_data, tmp_path):
     assert set(metrics["per_class_acc"]) == {"class_00", "class_01", "class_02"}
     assert sum(map(sum, metrics["confusion_matrix"])) == 6
     assert metrics["n_params"] > 0
-    for name in ("train_log.txt", "hyperparams.yaml", "confusion_matrix.png"):
+    for name in ("train_log.txt", "hyperparams.yaml", "confusion_matrix.png", "model.json"):
         assert (out / name).is_file(), name
+    assert (out / "train_classifier.py").is_file() and not (out / "cli.py").exists()
+    card = json.loads((out / "model.json").read_text())
+    assert card["backbone"] == backbone and card["n_classes"] == 3
+    assert card["class_names"] == ["class_00", "class_01", "class_02"]
     assert any((out / "save").glob("CKPT+*"))
     pngs = sorted((out / "interpretations").glob("*.png"))
     wavs = sorted((out / "interpretations").glob("*_interpretation.wav"))
@@ -114,18 +87,9 @@ def test_killed_run_resumes_to_the_same_result(tiny_data, tmp_path):
         assert torch.equal(tensor, weights[last][name]), name
 
 
-def test_quickstart_learns(tmp_path):
-    """The README's offline quickstart, exactly: test accuracy at least 5x chance (10 classes)."""
-    out = tmp_path / "quickstart"
-    result = _run(
-        [
-            "hparams/focalnet.yaml",
-            f"--data_folder={tmp_path / 'synthetic'}",
-            "--overrides_file=hparams/quickstart.yaml",
-            f"--output_folder={out}",
-        ]
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+def test_quickstart_learns(quickstart_run):
+    """The README's offline quickstart: test accuracy at least 5x chance (10 classes)."""
+    _, out = quickstart_run
     metrics = json.loads((out / "test_metrics.json").read_text())
     assert metrics["n_clips"] == 80
     assert metrics["acc"] >= 5 * (1 / 10), metrics["acc"]

@@ -1,0 +1,183 @@
+"""Classifier run folders: the model card a run writes, and loading its best checkpoint.
+
+A ``train_classifier.py`` run writes ``model.json`` into its output folder before training: what
+is needed to rebuild the classifier's architecture without its YAML (backbone, config overrides,
+number of classes, head width, class names in label order). ``train_piq.py`` (and later tools)
+check a run folder against their own settings with ``check_model_card`` and load the checkpoint
+with the lowest validation error with ``load_classifier_checkpoint``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from recipes.training import AtomicCheckpointer
+
+MODEL_CARD = "model.json"
+
+# The keys that fix the classifier's architecture and label set.
+ARCHITECTURE_KEYS = ("backbone", "backbone_config", "n_classes", "head_neurons")
+
+
+class RunFolderError(RuntimeError):
+    """A classifier run folder is missing, incomplete or does not match the recipe's settings."""
+
+
+def _plain(value):
+    """YAML containers (ruamel) as plain JSON values."""
+    if isinstance(value, dict):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    return value
+
+
+def model_card(hparams: dict, class_names: list[str], embedding_size: int) -> dict:
+    """The model card of a classifier run, from its hyperparameters.
+
+    Example
+    -------
+    >>> hparams = {"backbone": "vit", "backbone_config": {"hidden_size": 32}, "n_classes": 2,
+    ...            "head_neurons": 192, "source": "google/vit-base-patch16-224",
+    ...            "pretrained": False, "sample_rate": 16000, "clip_seconds": 5.0}
+    >>> card = model_card(hparams, ["dog", "rain"], embedding_size=32)
+    >>> card["backbone"], card["class_names"], card["embedding_size"]
+    ('vit', ['dog', 'rain'], 32)
+    """
+    card = {key: _plain(hparams[key]) for key in ARCHITECTURE_KEYS}
+    card.update(
+        source=hparams["source"],
+        pretrained=bool(hparams["pretrained"]),
+        sample_rate=hparams["sample_rate"],
+        clip_seconds=hparams["clip_seconds"],
+        class_names=list(class_names),
+        embedding_size=int(embedding_size),
+    )
+    return card
+
+
+def write_model_card(folder, card: dict) -> Path:
+    """Writes ``card`` as ``folder/model.json`` (atomically: a complete file or none)."""
+    path = Path(folder) / MODEL_CARD
+    tmp = path.with_name(path.name + ".partial")
+    tmp.write_text(json.dumps(card, indent=2) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def read_model_card(folder) -> dict:
+    """The model card of the classifier run in ``folder``; RunFolderError when there is none."""
+    folder = Path(folder)
+    path = folder / MODEL_CARD
+    if not path.is_file():
+        hint = (
+            "it is not a folder"
+            if not folder.is_dir()
+            else f"it holds no {MODEL_CARD}, so it is not the output folder of a "
+            "train_classifier.py run (the folder holding train_log.txt and save/)"
+        )
+        raise RunFolderError(f"classifier_folder {folder}: {hint}.")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise RunFolderError(f"{path} is not valid JSON ({error}); rerun the classifier") from error
+
+
+def check_model_card(card: dict, expected: dict, folder) -> None:
+    """Raises RunFolderError naming every architecture key where ``card`` and ``expected`` differ.
+
+    Example
+    -------
+    >>> card = {"backbone": "focalnet", "backbone_config": {}, "n_classes": 50, "head_neurons": 192}
+    >>> try:
+    ...     check_model_card(card, dict(card, backbone="vit"), "results/run")
+    ... except RunFolderError as error:
+    ...     print(str(error)[58:111])
+    backbone: the run has 'focalnet', the YAML says 'vit'
+    """
+    differences = [
+        f"{key}: the run has {card.get(key)!r}, the YAML says {_plain(expected[key])!r}"
+        for key in ARCHITECTURE_KEYS
+        if key in expected and _plain(expected[key]) != card.get(key)
+    ]
+    if differences:
+        raise RunFolderError(
+            f"The classifier in {folder} does not match this recipe: "
+            + "; ".join(differences)
+            + ". Use the hparams file of the run's backbone, or override these keys to the "
+            "run's values."
+        )
+
+
+def load_classifier_checkpoint(folder, modules: dict) -> dict:
+    """Loads the checkpoint with the lowest validation error of the run in ``folder``.
+
+    Arguments
+    ---------
+    folder : path
+        The classifier run's output folder (holding ``save/``).
+    modules : dict
+        Name -> module as registered in the run's checkpointer (``embedding_model``,
+        ``classifier``); their architecture must match the run's.
+
+    Returns
+    -------
+    dict
+        The checkpoint's meta data (``error``, ``unixtime``, ...) and its ``path``.
+    """
+    save_folder = Path(folder) / "save"
+    no_checkpoint = not save_folder.is_dir()  # checked first: a Checkpointer creates its folder
+    if not no_checkpoint:
+        checkpointer = AtomicCheckpointer(save_folder, recoverables=modules)
+        no_checkpoint = not checkpointer.list_checkpoints()
+    if no_checkpoint:
+        raise RunFolderError(
+            f"No checkpoint in {save_folder}: train the classifier first (train_classifier.py) "
+            "and give its output folder as classifier_folder."
+        )
+    checkpoint = checkpointer.find_checkpoint(min_key="error")
+    if checkpoint is None:
+        raise RunFolderError(f"No checkpoint in {save_folder} records a validation error.")
+    missing = sorted(set(modules) - set(checkpoint.paramfiles))
+    if missing:
+        raise RunFolderError(
+            f"Checkpoint {checkpoint.path} has no {missing}: not a classifier run."
+        )
+    try:
+        checkpointer.load_checkpoint(checkpoint)
+    except RuntimeError as error:  # size mismatches from load_state_dict
+        raise RunFolderError(
+            f"Checkpoint {checkpoint.path} does not fit the classifier this recipe builds "
+            f"(check backbone, backbone_config, n_classes, head_neurons): {error}"
+        ) from error
+    for module in modules.values():
+        module.eval()
+        module.requires_grad_(False)
+    return {**checkpoint.meta, "path": str(checkpoint.path)}
+
+
+def check_classifier_folder(hparams: dict) -> dict:
+    """The model card of ``hparams["classifier_folder"]``, checked against the recipe's keys."""
+    folder = hparams["classifier_folder"]
+    card = read_model_card(folder)
+    check_model_card(card, hparams, folder)
+    return card
+
+
+def load_frozen_classifier(hparams: dict, card: dict, class_names: list[str]) -> dict:
+    """Loads the classifier run's best checkpoint into ``hparams``' embedding model and head.
+
+    ``class_names`` (those of the recipe's data folder, in label order) must be the run's.
+    Returns the checkpoint's meta data (see ``load_classifier_checkpoint``).
+    """
+    folder = hparams["classifier_folder"]
+    if list(class_names) != card["class_names"]:
+        raise RunFolderError(
+            f"The classifier in {folder} was trained on the classes {card['class_names'][:4]}..., "
+            f"the data folder {hparams['data_folder']} has {list(class_names)[:4]}...: give "
+            "the data_folder the classifier was trained on."
+        )
+    modules = {"embedding_model": hparams["embedding_model"], "classifier": hparams["classifier"]}
+    return load_classifier_checkpoint(folder, modules)
