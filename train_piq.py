@@ -1,0 +1,53 @@
+#!/usr/bin/env python3
+"""Train the PIQ post-hoc interpreter on a trained classifier and evaluate its interpretations.
+
+    python train_piq.py hparams/piq_focalnet.yaml --data_folder=/path/to/ESC-50 \
+        --classifier_folder=results/focalnet-esc50/1234
+    python train_piq.py hparams/piq_vit.yaml --data_folder=/path/to/ESC-50 \
+        --classifier_folder=results/vit-esc50/1234
+
+The classifier (the checkpoint of its run with the lowest validation error) stays frozen. Writes
+under the YAML's output_folder: train_log.txt, hyperparameters, save/ (the checkpoints with the
+best validation FID-I and the latest), test_metrics.json, confusion_matrix.png, interpretations/.
+"""
+
+import sys
+
+from data_prep.datasets import datasets_from_hparams
+from recipes.cli import load_hparams
+from recipes.piq import PIQBrain
+from recipes.runs import RunFolderError, check_classifier_folder, load_frozen_classifier
+
+
+def main(argv=None):
+    hparams, run_opts, _, _ = load_hparams(argv)
+    try:
+        card = check_classifier_folder(hparams)  # before any data preparation
+        datasets, class_names = datasets_from_hparams(hparams)
+        load_frozen_classifier(hparams, card, class_names)
+    except RunFolderError as error:
+        sys.exit(f"train_piq.py: {error}")
+    hparams["class_names"] = class_names
+
+    brain = PIQBrain(
+        modules=hparams["modules"],
+        opt_class=hparams["opt_class"],
+        hparams=hparams,
+        run_opts=run_opts,
+        checkpointer=hparams["checkpointer"],
+    )
+    brain.fit(
+        brain.hparams.epoch_counter,
+        datasets["train"],
+        datasets["valid"],
+        train_loader_kwargs=hparams["train_dataloader_options"],
+        valid_loader_kwargs=hparams["eval_dataloader_options"],
+    )
+    brain.evaluate(
+        datasets["test"], max_key="fid_i", test_loader_kwargs=hparams["eval_dataloader_options"]
+    )
+    return brain
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
