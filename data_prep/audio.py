@@ -47,6 +47,8 @@ def read_audio(path) -> tuple[torch.Tensor, int]:
         [samples, channels], float32.
     sample_rate : int
     """
+    if not Path(path).is_file():
+        raise AudioReadError(f"Audio file {path} does not exist (or is not a file).")
     try:
         data, sample_rate = sf.read(str(path), dtype="float32", always_2d=True)
     except Exception as error:  # soundfile raises LibsndfileError, RuntimeError, TypeError...

@@ -157,6 +157,7 @@ class PIQInterpreter(nn.Module):
         self, input_size: int, n_classes: int, codebook_size: int = 1024, width: int | None = None
     ):
         super().__init__()
+        self.input_size = input_size
         width = input_size if width is None else width
         self.project = nn.Identity() if width == input_size else nn.Conv2d(input_size, width, 1)
         self.adapter = ResidualBlock(width)

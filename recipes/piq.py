@@ -22,6 +22,7 @@ import torch
 from interpreters.piq import piq_loss, representation_grid, target_mask
 from recipes.features import to_image
 from recipes.models import count_parameters
+from recipes.runs import piq_model_card, write_model_card
 from recipes.training import InterpretationScoring
 
 LOSS_TERMS = ("reconstruction", "codebook", "commitment")
@@ -40,6 +41,13 @@ class PIQBrain(InterpretationScoring, sb.Brain):
         ).to(self.device)
         self.frozen.eval().requires_grad_(False)
         self.kind = self.hparams.embedding_model.kind
+
+    def on_fit_start(self):
+        """Writes the run's model card (``model.json``): its classifier run and interpreter."""
+        super().on_fit_start()
+        if sb.utils.distributed.if_main_process():
+            card = piq_model_card(vars(self.hparams), self.hparams.interpreter)
+            write_model_card(self.hparams.output_folder, card)
 
     @torch.no_grad()
     def classify(self, log_spec: torch.Tensor) -> torch.Tensor:

@@ -13,6 +13,8 @@ import json
 import os
 from pathlib import Path
 
+from data_prep.audio import make_datasets
+from recipes.models import build_embedder, build_head
 from recipes.training import AtomicCheckpointer
 
 MODEL_CARD = "model.json"
@@ -41,21 +43,52 @@ def model_card(hparams: dict, class_names: list[str], embedding_size: int) -> di
     -------
     >>> hparams = {"backbone": "vit", "backbone_config": {"hidden_size": 32}, "n_classes": 2,
     ...            "head_neurons": 192, "source": "google/vit-base-patch16-224",
-    ...            "pretrained": False, "sample_rate": 16000, "clip_seconds": 5.0}
+    ...            "pretrained": False, "sample_rate": 16000, "clip_seconds": 5.0,
+    ...            "data_folder": "data", "manifest_folder": "m", "quantile": 0.9}
     >>> card = model_card(hparams, ["dog", "rain"], embedding_size=32)
     >>> card["backbone"], card["class_names"], card["embedding_size"]
     ('vit', ['dog', 'rain'], 32)
     """
     card = {key: _plain(hparams[key]) for key in ARCHITECTURE_KEYS}
     card.update(
+        method="by-design",
         source=hparams["source"],
         pretrained=bool(hparams["pretrained"]),
         sample_rate=hparams["sample_rate"],
         clip_seconds=hparams["clip_seconds"],
         class_names=list(class_names),
         embedding_size=int(embedding_size),
+        data_folder=str(Path(hparams["data_folder"]).resolve()),
+        manifest_folder=str(Path(hparams["manifest_folder"]).resolve()),
+        quantile=float(hparams["quantile"]),
     )
     return card
+
+
+def piq_model_card(hparams: dict, interpreter) -> dict:
+    """The model card of a PIQ run: its classifier run and the interpreter's sizes.
+
+    Example
+    -------
+    >>> from interpreters.piq import PIQInterpreter
+    >>> hparams = {"classifier_folder": "results/clf", "codebook_size": 12,
+    ...            "interpreter_width": 8, "data_folder": "data", "mask_threshold": 0.35}
+    >>> card = piq_model_card(hparams, PIQInterpreter(16, n_classes=3, codebook_size=12, width=8))
+    >>> card["method"], card["interpreter"]
+    ('piq', {'input_size': 16, 'n_classes': 3, 'codebook_size': 12, 'width': 8})
+    """
+    return {
+        "method": "piq",
+        "classifier_folder": str(Path(hparams["classifier_folder"]).resolve()),
+        "interpreter": {
+            "input_size": interpreter.input_size,
+            "n_classes": interpreter.codebook.n_classes,
+            "codebook_size": interpreter.codebook.embedding.num_embeddings,
+            "width": hparams["interpreter_width"],
+        },
+        "mask_threshold": hparams["mask_threshold"],
+        "data_folder": str(Path(hparams["data_folder"]).resolve()),
+    }
 
 
 def write_model_card(folder, card: dict) -> Path:
@@ -76,9 +109,9 @@ def read_model_card(folder) -> dict:
             "it is not a folder"
             if not folder.is_dir()
             else f"it holds no {MODEL_CARD}, so it is not the output folder of a "
-            "train_classifier.py run (the folder holding train_log.txt and save/)"
+            "train_classifier.py or train_piq.py run"
         )
-        raise RunFolderError(f"classifier_folder {folder}: {hint}.")
+        raise RunFolderError(f"{folder}: {hint}.")
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError as error:
@@ -111,21 +144,24 @@ def check_model_card(card: dict, expected: dict, folder) -> None:
         )
 
 
-def load_classifier_checkpoint(folder, modules: dict) -> dict:
-    """Loads the checkpoint with the lowest validation error of the run in ``folder``.
+def load_best_checkpoint(
+    folder, modules: dict, min_key: str | None = None, max_key: str | None = None
+) -> dict:
+    """Loads into ``modules`` the best checkpoint of the run in ``folder`` and freezes them.
 
     Arguments
     ---------
     folder : path
-        The classifier run's output folder (holding ``save/``).
+        A run's output folder (holding ``save/``).
     modules : dict
-        Name -> module as registered in the run's checkpointer (``embedding_model``,
-        ``classifier``); their architecture must match the run's.
+        Name -> module as registered in the run's checkpointer; their architecture must match.
+    min_key, max_key : str
+        The meta key to minimise (classifier runs: ``error``) or maximise (PIQ runs: ``fid_i``).
 
     Returns
     -------
     dict
-        The checkpoint's meta data (``error``, ``unixtime``, ...) and its ``path``.
+        The checkpoint's meta data and its ``path``.
     """
     save_folder = Path(folder) / "save"
     no_checkpoint = not save_folder.is_dir()  # checked first: a Checkpointer creates its folder
@@ -134,28 +170,41 @@ def load_classifier_checkpoint(folder, modules: dict) -> dict:
         no_checkpoint = not checkpointer.list_checkpoints()
     if no_checkpoint:
         raise RunFolderError(
-            f"No checkpoint in {save_folder}: train the classifier first (train_classifier.py) "
-            "and give its output folder as classifier_folder."
+            f"No checkpoint in {save_folder}: give the output folder of a finished "
+            "train_classifier.py / train_piq.py run."
         )
-    checkpoint = checkpointer.find_checkpoint(min_key="error")
+    key = min_key or max_key
+    checkpoint = checkpointer.find_checkpoint(min_key=min_key, max_key=max_key)
     if checkpoint is None:
-        raise RunFolderError(f"No checkpoint in {save_folder} records a validation error.")
+        raise RunFolderError(f"No checkpoint in {save_folder} records {key!r}.")
     missing = sorted(set(modules) - set(checkpoint.paramfiles))
     if missing:
-        raise RunFolderError(
-            f"Checkpoint {checkpoint.path} has no {missing}: not a classifier run."
-        )
+        raise RunFolderError(f"Checkpoint {checkpoint.path} has no {missing}.")
     try:
         checkpointer.load_checkpoint(checkpoint)
     except RuntimeError as error:  # size mismatches from load_state_dict
         raise RunFolderError(
-            f"Checkpoint {checkpoint.path} does not fit the classifier this recipe builds "
+            f"Checkpoint {checkpoint.path} does not fit the model built from the settings "
             f"(check backbone, backbone_config, n_classes, head_neurons): {error}"
         ) from error
     for module in modules.values():
         module.eval()
         module.requires_grad_(False)
     return {**checkpoint.meta, "path": str(checkpoint.path)}
+
+
+def load_classifier_checkpoint(folder, modules: dict) -> dict:
+    """Loads the checkpoint with the lowest validation error of a classifier run (see above)."""
+    return load_best_checkpoint(folder, modules, min_key="error")
+
+
+def build_classifier(card: dict, device="cpu"):
+    """The classifier (embedding model, head) a model card describes, random weights."""
+    embedding_model = build_embedder(
+        card["backbone"], pretrained=False, config_overrides=card["backbone_config"]
+    )
+    classifier = build_head(embedding_model.embedding_size, card["n_classes"], card["head_neurons"])
+    return embedding_model.to(device), classifier.to(device)
 
 
 def check_classifier_folder(hparams: dict) -> dict:
@@ -181,3 +230,48 @@ def load_frozen_classifier(hparams: dict, card: dict, class_names: list[str]) ->
         )
     modules = {"embedding_model": hparams["embedding_model"], "classifier": hparams["classifier"]}
     return load_classifier_checkpoint(folder, modules)
+
+
+def run_split_dataset(folder, split: str = "test", data_folder=None):
+    """The ``split`` data set of a classifier run, from the manifests the run wrote.
+
+    ``data_folder`` overrides the one recorded in ``model.json`` (a moved data set).
+    """
+    card = read_model_card(folder)
+    manifest = Path(card["manifest_folder"]) / f"{split}.json"
+    if not manifest.is_file():
+        raise RunFolderError(
+            f"{manifest} does not exist: the run's manifests were moved or deleted; rerun "
+            "train_classifier.py (with --number_of_epochs=0 it only prepares the data)."
+        )
+    data_folder = Path(data_folder or card["data_folder"])
+    if not data_folder.is_dir():
+        raise RunFolderError(
+            f"The data folder {data_folder} recorded in {folder}/model.json does not exist: "
+            "give --data_folder."
+        )
+    datasets = make_datasets(
+        {split: manifest}, data_folder, card["sample_rate"], card["clip_seconds"]
+    )
+    return datasets[split]
+
+
+def first_test_clips(folder, classes=None, default=(), data_folder=None):
+    """Paths of the first test-fold clip of each of two classes of a run: ``(paths, classes)``.
+
+    ``classes`` None: ``default`` when the test fold has both, else its first two classes.
+    """
+    dataset = run_split_dataset(folder, "test", data_folder)
+    first = {}
+    with dataset.output_keys_as(["class_name", "path"]):
+        for item in dataset:
+            first.setdefault(item["class_name"], item["path"])
+    if classes is None:
+        classes = list(default) if all(name in first for name in default) else list(first)[:2]
+    missing = [name for name in classes if name not in first]
+    if missing or len(classes) != 2 or classes[0] == classes[1]:
+        raise RunFolderError(
+            f"the test fold of {folder} has no clip of {missing or classes}: choose two "
+            f"different classes among {sorted(first)}"
+        )
+    return [first[name] for name in classes], list(classes)
