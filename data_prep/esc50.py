@@ -630,3 +630,17 @@ def prepare_esc50(
         logger.info("Wrote %s: %d clips (folds %s)", manifests[split], len(entries), folds[split])
     _write_json_atomic(options_path, options)
     return manifests
+
+
+def first_appearance_classes(data_folder, train_folds=(1, 2, 3)) -> list[str]:
+    """Class names in order of first appearance among the training folds' rows of the CSV.
+
+    This is the label order of SpeechBrain's ESC-50 recipes (their ``CategoricalEncoder`` is
+    filled from the training manifest, written in CSV order), hence of the checkpoints they
+    released; ESC-50's ``target`` order differs.
+    """
+    names = []
+    for row in read_metadata(data_folder):
+        if row["fold"] in train_folds and row["category"] not in names:
+            names.append(row["category"])
+    return names

@@ -14,7 +14,10 @@ Example
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -116,7 +119,7 @@ def save_interpretation_png(
     mask: torch.Tensor | np.ndarray,
     x_int: torch.Tensor | np.ndarray,
     path: str | os.PathLike,
-    true_name: str,
+    true_name: str | None,
     pred_name: str,
     sample_rate: int = SAMPLE_RATE,
     hop_length: int = HOP_LENGTH,
@@ -135,8 +138,8 @@ def save_interpretation_png(
         [time, freq] interpretation ``mask * log_spec``.
     path : str or path-like
         Output PNG file; its folder is created if needed.
-    true_name : str
-        Name of the true class.
+    true_name : str or None
+        Name of the true class (None when unknown, e.g. for any audio file).
     pred_name : str
         Name of the predicted class.
     sample_rate : int
@@ -160,7 +163,7 @@ def save_interpretation_png(
     extent = (0.0, n_frames * hop_length / sample_rate, 0.0, sample_rate / 2 / 1000)
     vmax = float(max(panels[0].max(), panels[2].max(), 1e-8))
     titles = [
-        f"log-spectrogram (true: {true_name})",
+        "log-spectrogram" if true_name is None else f"log-spectrogram (true: {true_name})",
         "mask",
         f"interpretation (predicted: {pred_name})",
     ]
@@ -182,7 +185,8 @@ def save_interpretation_png(
         axes.set_title(title, fontsize=10)
         axes.set_xlabel("time (s)")
         axes.set_ylabel("frequency (kHz)")
-    figure.suptitle(f"true: {true_name} / predicted: {pred_name}")
+    prefix = "" if true_name is None else f"true: {true_name} / "
+    figure.suptitle(f"{prefix}predicted: {pred_name}")
     figure.tight_layout()
     _save_figure(figure, path, dpi=100)
 
@@ -328,3 +332,119 @@ def save_interpretations(
         save_wav(interpretations[index], interpretation, sample_rate)
         written += [png, original, interpretation]
     return written
+
+
+def save_quantile_sweep_png(
+    curves: dict[str, Sequence[dict]],
+    path: str | os.PathLike,
+    references: dict[str, dict] | None = None,
+) -> None:
+    """The paper's Fig. 3: FID-I and FA against the quantile order q.
+
+    Arguments
+    ---------
+    curves : dict
+        Label (e.g. "FocalNet") -> sweep rows with ``q``, ``fid_i``, ``fa``, ``fa_mask_in``.
+    path : str or path-like
+        Output PNG file.
+    references : dict, optional
+        Label (e.g. "FocalNet-PIQ") -> metrics with ``fid_i``, ``fa``, ``fa_mask_in``, drawn as
+        horizontal dashed lines (methods without a q).
+
+    Example
+    -------
+    >>> import tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "sweep.png"
+    >>> rows = [{"q": q, "fid_i": 1 - q, "fa": q / 10, "fa_mask_in": q / 20} for q in (0.1, 0.9)]
+    >>> save_quantile_sweep_png({"FocalNet": rows}, path, {"PIQ": rows[0]})
+    >>> path.is_file()
+    True
+    """
+    panels = [("fid_i", "FID-I"), ("fa", "FA (mask-out, eq. 7)"), ("fa_mask_in", "FA (mask-in)")]
+    figure = _new_figure((15, 4))
+    colours = [f"C{index}" for index in range(10)]
+    for index, (key, title) in enumerate(panels):
+        axes = figure.add_subplot(1, 3, index + 1)
+        for colour, (label, rows) in zip(colours, curves.items(), strict=False):
+            qs = [row["q"] for row in rows]
+            axes.plot(qs, [row[key] for row in rows], marker="o", color=colour, label=label)
+        for offset, (label, metrics) in enumerate((references or {}).items()):
+            colour = colours[(len(curves) + offset) % len(colours)]
+            axes.axhline(metrics[key], linestyle="--", color=colour, label=label)
+        axes.set_xlabel("quantile order q")
+        axes.set_title(title)
+        axes.grid(alpha=0.3)
+        if index == 0:
+            axes.legend(fontsize=8)
+    figure.suptitle("Effect of the quantile order q on interpretability")
+    figure.tight_layout()
+    _save_figure(figure, path, dpi=100)
+
+
+def save_mixture_png(
+    spectrograms: Sequence[torch.Tensor | np.ndarray],
+    titles: Sequence[str],
+    path: str | os.PathLike,
+    sample_rate: int = SAMPLE_RATE,
+    hop_length: int = HOP_LENGTH,
+) -> None:
+    """The paper's Fig. 2: source 1, source 2, mixture, interpretation, side by side.
+
+    Each spectrogram is [time, freq]; time on x, frequency on y, one shared colour scale.
+
+    Example
+    -------
+    >>> import tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "mixture.png"
+    >>> panels = [torch.rand(431, 513) for _ in range(4)]
+    >>> save_mixture_png(panels, ["a", "b", "a + b", "interpretation"], path)
+    >>> path.is_file()
+    True
+    """
+    arrays = [_to_numpy(spec).astype(np.float32) for spec in spectrograms]
+    if len(arrays) != len(titles):
+        raise ValueError("one title per spectrogram")
+    vmax = float(max(max(array.max() for array in arrays), 1e-8))
+    figure = _new_figure((4.5 * len(arrays), 4))
+    for index, (array, title) in enumerate(zip(arrays, titles, strict=True)):
+        axes = figure.add_subplot(1, len(arrays), index + 1)
+        extent = (0.0, array.shape[0] * hop_length / sample_rate, 0.0, sample_rate / 2 / 1000)
+        axes.imshow(
+            array.T,
+            origin="lower",
+            aspect="auto",
+            extent=extent,
+            vmin=0.0,
+            vmax=vmax,
+            cmap="magma",
+            interpolation="nearest",
+        )
+        axes.set_title(title, fontsize=10)
+        axes.set_xlabel("time (s)")
+        axes.set_ylabel("frequency (kHz)")
+    figure.tight_layout()
+    _save_figure(figure, path, dpi=100)
+
+
+@contextlib.contextmanager
+def written_together(folder: str | os.PathLike):
+    """Files written into the yielded staging folder appear in ``folder`` together, or not at all.
+
+    Example
+    -------
+    >>> import tempfile, pathlib
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> with written_together(folder) as staging:
+    ...     _ = (staging / "a.txt").write_text("a")
+    >>> sorted(path.name for path in folder.iterdir())
+    ['a.txt']
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=folder))
+    try:
+        yield staging
+        for path in sorted(staging.iterdir()):
+            os.replace(path, folder / path.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

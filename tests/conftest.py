@@ -4,7 +4,7 @@ import os
 from pathlib import Path
 
 import pytest
-from recipe_runs import run_script
+from recipe_runs import run_script, tiny_args
 
 from data_prep.synthetic import generate_synthetic_esc50
 
@@ -52,3 +52,34 @@ def quickstart_run(tmp_path_factory):
     result = run_script("train_classifier.py", args)
     assert result.returncode == 0, result.stderr[-3000:]
     return data, out
+
+
+@pytest.fixture(scope="session")
+def classifier_runs(tiny_data, tmp_path_factory):
+    """A tiny one-epoch classifier run per backbone: {"focalnet": folder, "vit": folder}."""
+    runs = {}
+    for backbone in ("focalnet", "vit"):
+        out = tmp_path_factory.mktemp(f"classifier_{backbone}")
+        args = tiny_args(backbone, backbone, tiny_data, out, "--pretrained=False")
+        result = run_script("train_classifier.py", args)
+        assert result.returncode == 0, result.stderr[-3000:]
+        runs[backbone] = out
+    return runs
+
+
+@pytest.fixture(scope="session")
+def piq_run(classifier_runs, tiny_data, tmp_path_factory):
+    """A tiny one-epoch PIQ run on the tiny FocalNet classifier run."""
+    out = tmp_path_factory.mktemp("piq_focalnet")
+    args = tiny_args(
+        "piq_focalnet",
+        "focalnet",
+        tiny_data,
+        out,
+        f"--classifier_folder={classifier_runs['focalnet']}",
+        "--interpreter_width=8",
+        "--codebook_size=12",
+    )
+    result = run_script("train_piq.py", args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out

@@ -186,19 +186,6 @@ def test_checkpoint_with_the_best_validation_fid_i_is_kept_and_used_for_the_test
     assert "valid fid_i: 5.00e-01" in log and "valid fid_i: 2.50e-01" in log
 
 
-@pytest.fixture(scope="module")
-def classifier_runs(tiny_data, tmp_path_factory):
-    """A tiny one-epoch classifier run per backbone."""
-    runs = {}
-    for backbone in ("focalnet", "vit"):
-        out = tmp_path_factory.mktemp(f"classifier_{backbone}")
-        args = tiny_args(backbone, backbone, tiny_data, out, "--pretrained=False")
-        result = run_script("train_classifier.py", args)
-        assert result.returncode == 0, result.stderr[-3000:]
-        runs[backbone] = out
-    return runs
-
-
 @pytest.mark.parametrize("backbone", ["focalnet", "vit"])
 def test_piq_recipe_end_to_end(backbone, classifier_runs, tiny_data, tmp_path):
     out = tmp_path / "piq"

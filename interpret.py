@@ -1,0 +1,92 @@
+#!/usr/bin/env python3
+"""Interpret any audio file with a trained model: top-5 classes, a PNG, a WAV and a JSON.
+
+    python interpret.py --model_folder=results/focalnet-esc50/1234 --audio=dog.wav
+    python interpret.py --model_folder=results/piq-focalnet-esc50/1234 --audio=a.flac b.ogg \
+        --method=piq --output_folder=interpretations/
+
+--model_folder is the output folder of a train_classifier.py or train_piq.py run, or a folder
+with the checkpoints SpeechBrain released for the paper (embedding_model.ckpt, classifier.ckpt,
+label_encoder.txt). Outputs go next to each other, under --output_folder (default:
+<model_folder>/interpret/).
+"""
+
+import argparse
+import sys
+
+import yaml
+
+from data_prep.audio import AudioReadError
+from recipes.inference import METHODS, AudioInterpreter
+from recipes.runs import RunFolderError
+
+
+def parse_arguments(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model_folder", required=True, help="run folder or released model")
+    parser.add_argument("--audio", required=True, nargs="+", help="audio file(s) to interpret")
+    parser.add_argument("--quantile", type=float, default=None, help="q (by-design masks)")
+    parser.add_argument("--method", choices=METHODS, default=None, help="focal or piq")
+    parser.add_argument("--output_folder", default=None, help="default: <model_folder>/interpret")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--backbone",
+        choices=("focalnet", "vit"),
+        default=None,
+        help="released models only: default read from the checkpoint",
+    )
+    parser.add_argument(
+        "--backbone_config",
+        default=None,
+        help="released models only: YAML dict of config overrides",
+    )
+    parser.add_argument(
+        "--data_folder",
+        default=None,
+        help="released models without label_encoder.txt: an ESC-50 copy (label order)",
+    )
+    args = parser.parse_args(argv)
+    if args.quantile is not None and not 0 <= args.quantile < 1:
+        parser.error(f"--quantile must lie in [0, 1), got {args.quantile}")
+    try:
+        args.backbone_config = yaml.safe_load(args.backbone_config or "{}")
+    except yaml.YAMLError as error:
+        parser.error(f"--backbone_config is not a YAML mapping: {error}")
+    if not isinstance(args.backbone_config, dict):
+        parser.error(f"--backbone_config must be a YAML mapping, got {args.backbone_config!r}")
+    return args
+
+
+def main(argv=None):
+    args = parse_arguments(sys.argv[1:] if argv is None else argv)
+    try:
+        model = AudioInterpreter.from_folder(
+            args.model_folder,
+            method=args.method,
+            quantile=args.quantile,
+            device=args.device,
+            backbone=args.backbone,
+            backbone_config=args.backbone_config,
+            data_folder=args.data_folder,
+        )
+    except RunFolderError as error:
+        sys.exit(f"interpret.py: {error}")
+    output_folder = args.output_folder or f"{args.model_folder}/interpret"
+    failed = 0
+    for path in args.audio:
+        try:
+            summary = model.interpret_file(path, output_folder, quantile=args.quantile)
+        except AudioReadError as error:
+            print(f"interpret.py: {error}", file=sys.stderr)
+            failed += 1
+            continue
+        print(f"{path} ({summary['duration_s']:.2f} s, {model.method}):")
+        for row in summary["top"]:
+            print(f"  {row['probability']:6.3f}  {row['class']}")
+        print(f"  -> {', '.join(summary['outputs'].values())}")
+    if failed:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

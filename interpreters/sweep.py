@@ -1,0 +1,104 @@
+"""The effect of the quantile order q (paper, section 4.2, Fig. 3): one pass over the test fold.
+
+For each batch the unmasked input goes through the classifier once (scores and by-design map);
+each q then costs one batched forward of its interpretation and masked-out input. Every q is
+scored by ``interpreters.metrics``, exactly as the classifier recipe scores its single q.
+
+Example
+-------
+>>> default_quantiles()[:3], len(default_quantiles())
+([0.05, 0.1, 0.15], 19)
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import torch
+
+from interpreters.maps import quantile_mask
+from interpreters.metrics import MetricsAccumulator, interpretation_scores
+
+SWEEP_COLUMNS = ("q", "fid_i", "fa", "fa_mask_in", "acc", "n_clips")
+
+
+def default_quantiles() -> list[float]:
+    """0.05, 0.10, ..., 0.95."""
+    return [round(0.05 * step, 2) for step in range(1, 20)]
+
+
+def check_quantiles(quantiles: Iterable) -> list[float]:
+    """The quantile orders as sorted floats; ValueError naming a value outside [0, 1)."""
+    values = sorted({float(q) for q in quantiles})
+    bad = [q for q in values if not 0 <= q < 1]
+    if not values or bad:
+        raise ValueError(f"quantiles must be a non-empty list of values in [0, 1); got {bad}")
+    return values
+
+
+@torch.no_grad()
+def sweep_quantiles(model, batches: Iterable, quantiles: Sequence[float]) -> list:
+    """Scores the by-design masks of ``model`` at every q of ``quantiles``.
+
+    Arguments
+    ---------
+    model : recipes.inference.AudioInterpreter
+        Provides ``features``, ``scores_and_map(log_spec)``, ``classify(log_spec)``,
+        ``class_names`` and ``device``.
+    batches : iterable
+        SpeechBrain ``PaddedBatch`` objects with ``signal`` and ``target``.
+    quantiles : sequence of float
+        The q values.
+
+    Returns
+    -------
+    list of dict
+        One row per q, with the keys of ``SWEEP_COLUMNS``.
+    """
+    quantiles = check_quantiles(quantiles)
+    n_classes = len(model.class_names)
+    accumulators = {q: MetricsAccumulator(n_classes, device=model.device) for q in quantiles}
+    for batch in batches:
+        wavs = batch.signal.data.to(model.device)
+        targets = batch.target.to(model.device)
+        log_spec, _ = model.features(wavs)
+        scores, upsampled = model.scores_and_map(log_spec)
+        for q in quantiles:
+            result = interpretation_scores(
+                model.classify, log_spec, quantile_mask(upsampled, q), scores=scores
+            )
+            accumulators[q].update(
+                targets, result["pred"], result["fid_i"], result["fa"], result["fa_mask_in"]
+            )
+    rows = []
+    for q in quantiles:
+        summary = accumulators[q].summary(quantile=q)
+        rows.append({"q": q, **{key: summary[key] for key in SWEEP_COLUMNS[1:]}})
+    return rows
+
+
+def write_sweep_csv(rows: Sequence[dict], path, extra_columns: Sequence[str] = ()) -> Path:
+    """Writes sweep rows as CSV (atomically); ``extra_columns`` come first (e.g. ``method``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".partial")
+    with open(tmp, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=[*extra_columns, *SWEEP_COLUMNS])
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({key: row[key] for key in writer.fieldnames})
+    os.replace(tmp, path)
+    return path
+
+
+def read_sweep_csv(path) -> list[dict]:
+    """Rows of a sweep CSV with numbers as floats."""
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    for row in rows:
+        for key in SWEEP_COLUMNS:
+            row[key] = float(row[key])
+    return rows

@@ -1,0 +1,100 @@
+"""Table 1 of the paper from the ``test_metrics.json`` of any set of runs.
+
+Columns: Method, ACC, FID-I, FA, FA_mask_in, #Params. As in the paper, a PIQ row counts the
+parameters of the classifier and of its interpreter (FocalNet-PIQ: 87.3M + 71.4M = 158.7M), and
+the by-design rows name their quantile q when it is not the paper's 0.9.
+
+Example
+-------
+>>> rows = table_rows([
+...     {"method": "focalnet", "acc": 0.774, "fid_i": 0.305, "fa": 0.0111, "fa_mask_in": 0.02,
+...      "n_params": 87_331_592, "quantile": 0.9},
+...     {"method": "focalnet-piq", "acc": 0.774, "fid_i": 0.278, "fa": 0.0111, "fa_mask_in": 0.01,
+...      "n_params": 71_405_569, "classifier_n_params": 87_331_592, "quantile": None},
+... ])
+>>> [(row["Method"], row["#Params"]) for row in rows]
+[('FocalNet', '87.3M'), ('FocalNet-PIQ', '158.7M')]
+>>> print(markdown_table(rows).splitlines()[2])
+| FocalNet | 0.774 | 0.305 | 0.0111 | 0.0200 | 87.3M |
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+COLUMNS = ("Method", "ACC", "FID-I", "FA", "FA_mask_in", "#Params")
+LABELS = {"focalnet": "FocalNet", "vit": "ViT"}
+PAPER_QUANTILE = 0.9
+
+
+def method_label(metrics: dict) -> str:
+    """FocalNet, ViT, FocalNet-PIQ, ViT-PIQ (with ``q=...`` when not 0.9)."""
+    method = metrics.get("method") or metrics.get("backbone", "?")
+    backbone, _, suffix = method.partition("-")
+    label = LABELS.get(backbone, backbone)
+    if suffix:
+        return f"{label}-{suffix.upper()}"
+    q = metrics.get("quantile")
+    if q is not None and abs(q - PAPER_QUANTILE) > 1e-9:
+        label += f" (q={q:g})"
+    return label
+
+
+def table_rows(all_metrics: list[dict]) -> list[dict]:
+    """One row of formatted values per run's metrics (see the module docstring)."""
+    rows = []
+    for metrics in all_metrics:
+        n_params = (metrics.get("n_params") or 0) + (metrics.get("classifier_n_params") or 0)
+        rows.append(
+            {
+                "Method": method_label(metrics),
+                "ACC": f"{metrics['acc']:.3f}",
+                "FID-I": f"{metrics['fid_i']:.3f}",
+                "FA": f"{metrics['fa']:.4f}",
+                "FA_mask_in": f"{metrics['fa_mask_in']:.4f}",
+                "#Params": f"{n_params / 1e6:.1f}M",
+            }
+        )
+    return rows
+
+
+def markdown_table(rows: list[dict]) -> str:
+    """The rows as a Markdown table."""
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + " --- |" * len(COLUMNS)]
+    lines += ["| " + " | ".join(row[column] for column in COLUMNS) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def read_run_metrics(folder) -> dict:
+    """The ``test_metrics.json`` of a run folder (FileNotFoundError naming it when absent)."""
+    path = Path(folder) / "test_metrics.json"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} does not exist: {folder} is not a finished train_classifier.py / "
+            "train_piq.py run"
+        )
+    return json.loads(path.read_text())
+
+
+def write_table(rows: list[dict], markdown_path, csv_path) -> None:
+    """Writes the Markdown and CSV tables (each atomically)."""
+    for path, write in ((markdown_path, _write_markdown), (csv_path, _write_csv)):
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".partial")
+        write(rows, tmp)
+        os.replace(tmp, path)
+
+
+def _write_markdown(rows, path):
+    Path(path).write_text(markdown_table(rows))
+
+
+def _write_csv(rows, path):
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)

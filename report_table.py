@@ -1,0 +1,31 @@
+#!/usr/bin/env python3
+"""Table 1 of the paper (Method, ACC, FID-I, FA, FA_mask_in, #Params) from finished runs.
+
+    python report_table.py results/focalnet-esc50/1234 results/vit-esc50/1234 \
+        results/piq-focalnet-esc50/1234 results/piq-vit-esc50/1234 --output results/table1
+
+Reads each run's test_metrics.json; writes <output>.md and <output>.csv and prints the table.
+"""
+
+import argparse
+import sys
+
+from recipes.report import markdown_table, read_run_metrics, table_rows, write_table
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("runs", nargs="+", help="run output folders (holding test_metrics.json)")
+    parser.add_argument("--output", default="results/table1", help="path without extension")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        rows = table_rows([read_run_metrics(folder) for folder in args.runs])
+    except (FileNotFoundError, KeyError, ValueError) as error:
+        sys.exit(f"report_table.py: {error}")
+    write_table(rows, f"{args.output}.md", f"{args.output}.csv")
+    print(markdown_table(rows), end="")
+    print(f"wrote {args.output}.md and {args.output}.csv")
+
+
+if __name__ == "__main__":
+    main()

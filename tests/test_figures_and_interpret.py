@@ -1,0 +1,301 @@
+"""Quantile sweep, Table 1 report, mixture demo, interpret.py and released checkpoints."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from recipe_runs import run_script
+from speechbrain.dataio.dataloader import make_dataloader
+from speechbrain.dataio.encoder import CategoricalEncoder
+
+from data_prep.audio import load_clip
+from data_prep.esc50 import first_appearance_classes
+from data_prep.mixing import mix_sources
+from interpreters.sweep import sweep_quantiles
+from recipes.inference import AudioInterpreter
+from recipes.runs import RunFolderError, run_split_dataset
+
+# ------------------------------------------------------------------ sweep ---
+
+
+def test_sweep_matches_the_recipe_and_writes_csv_and_figure(classifier_runs, piq_run, tmp_path):
+    figures = tmp_path / "figures"
+    args = [
+        "--model_folders",
+        str(classifier_runs["focalnet"]),
+        str(classifier_runs["vit"]),
+        "--piq_folders",
+        str(piq_run),
+        "--quantiles",
+        "0.5",
+        "0.9",
+        "0.2",
+        "--output_folder",
+        str(figures),
+    ]
+    result = run_script("sweep_quantile.py", args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (figures / "quantile_sweep.png").stat().st_size > 10_000
+    with open(figures / "quantile_sweep.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(row["method"], float(row["q"])) for row in rows] == [
+        ("FocalNet", 0.2),
+        ("FocalNet", 0.5),
+        ("FocalNet", 0.9),
+        ("ViT", 0.2),
+        ("ViT", 0.5),
+        ("ViT", 0.9),
+    ]
+    # Known answer: at q = 0.9 the sweep reproduces the recipe's own test metrics (q = 0.9).
+    for backbone in ("focalnet", "vit"):
+        recipe = json.loads((classifier_runs[backbone] / "test_metrics.json").read_text())
+        with open(classifier_runs[backbone] / "quantile_sweep.csv") as handle:
+            at_09 = [row for row in csv.DictReader(handle) if float(row["q"]) == 0.9][0]
+        for key in ("fid_i", "fa", "fa_mask_in", "acc"):
+            assert float(at_09[key]) == pytest.approx(recipe[key], abs=1e-5), (backbone, key)
+
+
+def test_sweep_runs_the_unmasked_forward_once_per_batch(classifier_runs):
+    model = AudioInterpreter.from_run(classifier_runs["focalnet"])
+    calls = []
+    model.embedding_model.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
+    dataset = run_split_dataset(classifier_runs["focalnet"], "test")
+    quantiles = [0.1, 0.5, 0.9, 0.95]
+    sweep_quantiles(model, make_dataloader(dataset, batch_size=6), quantiles)
+    # One forward of the 6 clips, then per q one batched forward of x_int and x_out (12).
+    assert calls == [6] + [12] * len(quantiles)
+
+
+def test_sweep_rejects_bad_quantiles(classifier_runs):
+    result = run_script(
+        "sweep_quantile.py",
+        ["--model_folders", str(classifier_runs["focalnet"]), "--quantiles", "0.5", "1.5"],
+    )
+    assert result.returncode != 0 and "[1.5]" in result.stderr and "Traceback" not in result.stderr
+
+
+# ----------------------------------------------------------------- table ---
+
+
+def test_table_report_in_the_papers_format(classifier_runs, piq_run, tmp_path):
+    runs = [classifier_runs["focalnet"], classifier_runs["vit"], piq_run]
+    output = tmp_path / "table1"
+    result = run_script("report_table.py", [*map(str, runs), "--output", str(output)])
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = (tmp_path / "table1.md").read_text().splitlines()
+    assert lines[0] == "| Method | ACC | FID-I | FA | FA_mask_in | #Params |"
+    assert [line.split(" | ")[0] for line in lines[2:]] == ["| FocalNet", "| ViT", "| FocalNet-PIQ"]
+    with open(tmp_path / "table1.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    piq = json.loads((piq_run / "test_metrics.json").read_text())
+    total = (piq["n_params"] + piq["classifier_n_params"]) / 1e6
+    assert rows[2]["#Params"] == f"{total:.1f}M"
+    assert rows[2]["FID-I"] == f"{piq['fid_i']:.3f}"
+    missing = run_script("report_table.py", [str(tmp_path / "nowhere")])
+    assert missing.returncode != 0 and "test_metrics.json" in missing.stderr
+
+
+# ---------------------------------------------------------------- mixture ---
+
+
+def test_spectral_mixture_gives_each_source_its_half_of_the_spectrum():
+    generator = torch.Generator().manual_seed(0)
+    noise_1, noise_2 = torch.randn(2, 16000, generator=generator)
+    mixture, (part_1, part_2) = mix_sources(noise_1, noise_2, 16000, "spectral")
+    assert torch.allclose(mixture, part_1 + part_2, atol=1e-6)
+    assert mixture.abs().max().item() == pytest.approx(1.0)
+    freqs = torch.fft.rfftfreq(16000, 1 / 16000)
+
+    def band_energy(signal, low):
+        power = torch.fft.rfft(signal).abs() ** 2
+        return power[freqs < 4000].sum() if low else power[freqs >= 4000].sum()
+
+    # 20 dB down in the other half: a power ratio of 100 (white noise has equal halves).
+    for part, own_low in ((part_1, True), (part_2, False)):
+        ratio = band_energy(part, own_low) / band_energy(part, not own_low)
+        assert 80 < ratio < 125, ratio
+
+
+def test_concat_mixture_puts_the_sources_one_after_the_other():
+    mixture, (part_1, part_2) = mix_sources(torch.ones(10), -torch.ones(10), mode="concat")
+    assert mixture.tolist() == [1.0] * 5 + [-1.0] * 5
+    with pytest.raises(ValueError, match="mode"):
+        mix_sources(torch.ones(10), torch.ones(10), mode="overlay")
+
+
+@pytest.mark.parametrize("mode", ["spectral", "concat"])
+def test_mixture_demo_writes_four_panels_and_four_wavs(mode, classifier_runs, tmp_path):
+    out = tmp_path / "mixtures"
+    args = ["--model_folder", str(classifier_runs["focalnet"]), "--mode", mode]
+    result = run_script("mixture_demo.py", [*args, "--output_folder", str(out)])
+    assert result.returncode == 0, result.stderr[-3000:]
+    # No church_bells / water_drops in the synthetic set: its first two classes are used.
+    stem = f"mixture_class_00+class_01_{mode}_focal"
+    summary = json.loads((out / f"{stem}.json").read_text())
+    assert summary["sources"] == ["class_00", "class_01"] and len(summary["top"]) == 3
+    for key in ("source1", "source2", "mixture", "interpretation"):
+        info = sf.info(str(out / f"{stem}_{key}.wav"))
+        assert info.samplerate == 16000 and info.frames == 80000, key
+    assert (out / f"{stem}.png").stat().st_size > 10_000
+    bad = run_script("mixture_demo.py", [*args, "--classes", "class_00", "dog"])
+    assert bad.returncode != 0 and "dog" in bad.stderr and "Traceback" not in bad.stderr
+
+
+# -------------------------------------------------------------- interpret ---
+
+
+def _write(path, signal, sample_rate):
+    sf.write(str(path), signal, sample_rate)
+    return path
+
+
+def test_interpret_any_file_keeps_its_duration(classifier_runs, tiny_data, tmp_path):
+    clip, sample_rate = sf.read(str(next((tiny_data / "audio").glob("5-*.wav"))))
+    long_stereo = np.stack([np.concatenate([clip, clip[: len(clip) // 2]])] * 2, axis=1)
+    files = [
+        _write(tmp_path / "long_stereo.flac", long_stereo, sample_rate),  # 7.5 s, 44.1 kHz
+        _write(tmp_path / "short.ogg", clip[: sample_rate * 2], sample_rate),  # 2 s, ogg
+        _write(tmp_path / "wide.wav", clip[::2], sample_rate // 2),  # 22.05 kHz
+    ]
+    out = tmp_path / "interpretations"
+    args = ["--model_folder", str(classifier_runs["focalnet"]), "--quantile", "0.8"]
+    result = run_script(
+        "interpret.py", [*args, "--audio", *map(str, files), "--output_folder", str(out)]
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    for path in files:
+        summary = json.loads((out / f"{path.stem}_focal.json").read_text())
+        assert summary["quantile"] == 0.8 and len(summary["top"]) == 3
+        probabilities = [row["probability"] for row in summary["top"]]
+        assert probabilities == sorted(probabilities, reverse=True)
+        assert sum(probabilities) == pytest.approx(1.0, abs=1e-4)  # 3 classes: all of them
+        info = sf.info(str(out / f"{path.stem}_focal.wav"))
+        assert info.samplerate == 16000
+        assert abs(info.duration - sf.info(str(path)).duration) <= 1 / 16000 + 1e-9
+        assert (out / f"{path.stem}_focal.png").is_file()
+        assert summary["top"][0]["class"] in result.stdout
+    assert json.loads((out / "long_stereo_focal.json").read_text())["windows"][1]["end_s"] == 7.5
+
+
+def test_interpret_bad_input_is_a_clear_error_with_nothing_written(classifier_runs, tmp_path):
+    silent = _write(tmp_path / "silent.wav", np.zeros(16000), 16000)
+    garbage = tmp_path / "garbage.wav"
+    garbage.write_bytes(b"RIFF not really a wave file")
+    empty = _write(tmp_path / "empty.wav", np.zeros(0), 16000)
+    out = tmp_path / "out"
+    for path, message in ((silent, "silent"), (garbage, "Cannot decode"), (empty, "no samples")):
+        result = run_script(
+            "interpret.py",
+            [
+                "--model_folder",
+                str(classifier_runs["focalnet"]),
+                "--audio",
+                str(path),
+                "--output_folder",
+                str(out),
+            ],
+        )
+        assert result.returncode != 0, path
+        assert message in result.stderr and str(path) in result.stderr
+        assert "Traceback" not in result.stderr
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_interpret_with_piq_and_the_python_api(piq_run, tiny_data, tmp_path):
+    path = next((tiny_data / "audio").glob("5-*.wav"))
+    model = AudioInterpreter.from_run(piq_run)
+    assert model.method == "piq"
+    summary = model.interpret_file(path, tmp_path)
+    assert summary["method"] == "piq" and summary["quantile"] is None
+    assert 0 < summary["mask_share"] < 1  # a soft mask
+    # The same tensor through the API: the same top classes.
+    signal = torch.from_numpy(sf.read(str(path), dtype="float32")[0])
+    result = model.interpret_waveform(signal, sf.info(str(path)).samplerate)
+    assert [name for name, _ in result["top"]] == [row["class"] for row in summary["top"]]
+    focal = AudioInterpreter.from_run(piq_run, method="focal")
+    assert focal.method == "focal" and focal.quantile == 0.9
+
+
+def test_interpret_stitches_windows_in_time_order(classifier_runs):
+    model = AudioInterpreter.from_run(classifier_runs["focalnet"])
+    t = torch.arange(80000) / 16000
+    low, high = torch.sin(2 * torch.pi * 300 * t), torch.sin(2 * torch.pi * 5000 * t)
+    both = model.interpret_waveform(torch.cat([low, high]), 16000)
+    first = model.interpret_waveform(low, 16000)
+    second = model.interpret_waveform(high, 16000)
+    assert both["n_windows"] == 2 and both["log_spec"].shape == (861, 513)
+    assert torch.equal(both["mask"][:431], first["mask"])
+    assert torch.equal(both["mask"][431:], second["mask"][:430])
+
+
+# -------------------------------------------------------------- released ---
+
+
+def _released_folder(classifier_run, folder, label_order):
+    """Checkpoints of a run written in the format SpeechBrain released for the paper."""
+    model = AudioInterpreter.from_run(classifier_run)
+    folder.mkdir()
+    torch.save(model.embedding_model.backbone.state_dict(), folder / "embedding_model.ckpt")
+    rows = [model.class_names.index(name) for name in label_order]
+    head = {key: value.clone() for key, value in model.classifier.state_dict().items()}
+    head["weight"] = head["weight"][rows]  # the released head's outputs follow label_order
+    torch.save(head, folder / "classifier.ckpt")
+    encoder = CategoricalEncoder()
+    encoder.update_from_iterable(label_order)
+    encoder.save(str(folder / "label_encoder.txt"))
+    return model
+
+
+def test_released_checkpoints_load_with_their_label_order(classifier_runs, tiny_data, tmp_path):
+    label_order = ["class_02", "class_00", "class_01"]  # not ESC-50 target order
+    run_model = _released_folder(classifier_runs["focalnet"], tmp_path / "released", label_order)
+    released = AudioInterpreter.from_folder(
+        tmp_path / "released", backbone_config={"embed_dim": 8, "depths": [1, 1, 1, 1]}
+    )
+    assert released.class_names == label_order and released.kind == "focalnet"
+    for path in sorted((tiny_data / "audio").glob("5-*.wav"))[:3]:
+        wave = load_clip(path)
+        ours = run_model.interpret_waveform(wave, 16000)
+        theirs = released.interpret_waveform(wave, 16000)
+        assert [n for n, _ in ours["top"]] == [n for n, _ in theirs["top"]]
+        assert torch.equal(ours["mask"], theirs["mask"])
+
+    (tmp_path / "released" / "label_encoder.txt").unlink()
+    with pytest.raises(RunFolderError, match="label_encoder.txt"):
+        AudioInterpreter.from_folder(tmp_path / "released")
+    result = run_script(
+        "interpret.py",
+        [
+            "--model_folder",
+            str(tmp_path / "released"),
+            "--backbone_config",
+            "{embed_dim: 8, depths: [1, 1, 1, 1]}",
+            "--data_folder",
+            str(tiny_data),
+            "--audio",
+            str(path),
+            "--output_folder",
+            str(tmp_path / "out"),
+        ],
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_first_appearance_order_follows_the_csv_not_the_target(tmp_path):
+    (tmp_path / "meta").mkdir()
+    rows = [
+        ("1-1-A-7.wav", 1, 7, "dog"),
+        ("1-2-A-3.wav", 1, 3, "rain"),
+        ("1-3-A-7.wav", 1, 7, "dog"),
+        ("4-4-A-0.wav", 4, 0, "wind"),  # fold 4: not a training fold
+        ("2-5-A-0.wav", 2, 0, "wind"),
+    ]
+    lines = ["filename,fold,target,category,esc10,src_file,take"]
+    lines += [
+        f"{name},{fold},{target},{category},False,1,A" for name, fold, target, category in rows
+    ]
+    (tmp_path / "meta" / "esc50.csv").write_text("\n".join(lines) + "\n")
+    assert first_appearance_classes(tmp_path) == ["dog", "rain", "wind"]
