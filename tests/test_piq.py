@@ -153,6 +153,11 @@ def test_checkpoint_with_the_best_validation_fid_i_is_kept_and_used_for_the_test
         "class_names": ["a", "b"],
         "n_interpretations": 0,
         "output_folder": str(tmp_path),
+        "interpreter": interpreter,
+        "interpreter_width": 8,
+        "classifier_folder": tmp_path / "classifier",
+        "data_folder": tmp_path / "data",
+        "mask_threshold": 0.35,
     }
     checkpointer = AtomicCheckpointer(
         tmp_path / "save", {"interpreter": interpreter, "counter": counter}
@@ -165,6 +170,8 @@ def test_checkpoint_with_the_best_validation_fid_i_is_kept_and_used_for_the_test
         run_opts={"device": "cpu"},
     )
     brain.on_fit_start()
+    card = json.loads((tmp_path / "model.json").read_text())
+    assert card["method"] == "piq" and card["interpreter"]["codebook_size"] == 4
     per_clip_fid_i = {1: [1.0, 0.0], 2: [1.0, 1.0], 3: [0.0, 0.0, 0.0, 1.0]}
     for epoch in counter:
         with torch.no_grad():
