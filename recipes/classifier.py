@@ -44,7 +44,7 @@ class ClassifierBrain(InterpretationScoring, sb.Brain):
             card = model_card(
                 vars(self.hparams),
                 self.hparams.class_names,
-                self.modules.embedding_model.embedding_size,
+                self.hparams.embedding_model.embedding_size,
             )
             write_model_card(self.hparams.output_folder, card)
 
@@ -79,7 +79,7 @@ class ClassifierBrain(InterpretationScoring, sb.Brain):
     @torch.no_grad()
     def _interpret_batch(self, predictions, batch):
         log_spec = predictions["log_spec"]
-        by_design_map = MAP_FUNCTIONS[self.modules.embedding_model.kind](predictions["raw_map"])
+        by_design_map = MAP_FUNCTIONS[self.hparams.embedding_model.kind](predictions["raw_map"])
         mask = quantile_mask(upsample_map(by_design_map, log_spec.shape[1:]), self.quantile)
         self.score_masks(
             batch,
@@ -108,7 +108,7 @@ class ClassifierBrain(InterpretationScoring, sb.Brain):
         if stage == sb.Stage.TRAIN:
             self.train_stats = {"loss": stage_loss}
             return
-        stats = {"loss": stage_loss, "error": self.error_metrics.summarize("average")}
+        stats = {"loss": stage_loss, "error": self.reduced_error(self.error_metrics)}
         if stage == sb.Stage.VALID:
             lr = self.optimizer.param_groups[0]["lr"]
             self.hparams.train_logger.log_stats(
@@ -121,7 +121,7 @@ class ClassifierBrain(InterpretationScoring, sb.Brain):
             self._write_test_results(stats)
 
     def _write_test_results(self, stats):
-        kind = self.modules.embedding_model.kind
+        kind = self.hparams.embedding_model.kind
         self.write_test_results(
             quantile=self.quantile,
             n_params=count_parameters(self.modules.embedding_model, self.modules.classifier),

@@ -41,6 +41,7 @@ def load_hparams(argv: list[str] | None = None) -> tuple[dict, dict, str, dict]:
     argv = sys.argv[1:] if argv is None else argv
     argv, overrides_file = _pop_overrides_file(argv)
     hparams_file, run_opts, cli_overrides = sb.parse_arguments(argv)
+    sb.utils.distributed.ddp_init_group(run_opts)  # under torchrun; a no-op otherwise
     overrides = {}
     if overrides_file is not None:
         if not os.path.isfile(overrides_file):

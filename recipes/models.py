@@ -148,6 +148,10 @@ class FocalNetEmbedder(torch.nn.Module):
         super().__init__()
         self.backbone = backbone
         self._modulator = None
+        # FocalNetModel's final layernorm feeds its pooled output, which FocalNetBackbone never
+        # uses: frozen so that DDP does not wait for its gradients (it is still counted and
+        # checkpointed, as in the authors' model).
+        backbone.focalnet.layernorm.requires_grad_(False)
         last_layer = backbone.focalnet.encoder.stages[-1].layers[-1]
         last_layer.modulation.projection_context.register_forward_hook(self._keep_modulator)
 
@@ -176,6 +180,11 @@ class ViTEmbedder(torch.nn.Module):
     def __init__(self, backbone: torch.nn.Module):
         super().__init__()
         self.backbone = backbone
+        # The embedding averages the last hidden state; the pooler is kept so that checkpoints
+        # and parameter counts match the paper's, but it is never used, hence frozen: DDP
+        # would otherwise wait for its gradients.
+        if getattr(backbone, "pooler", None) is not None:
+            backbone.pooler.requires_grad_(False)
 
     @property
     def embedding_size(self) -> int:

@@ -155,13 +155,80 @@ class RandomState:
             torch.cuda.set_rng_state_all(state["cuda"])
 
 
-class InterpretationScoring:
+class ShardSampler(torch.utils.data.Sampler):
+    """Items ``rank, rank + world_size, ...`` of a data set: each item on exactly one process.
+
+    Unlike ``DistributedSampler`` nothing is padded or repeated, so metrics summed over the
+    processes count every clip once.
+
+    Example
+    -------
+    >>> [list(ShardSampler(5, rank, 2)) for rank in (0, 1)]
+    [[0, 2, 4], [1, 3]]
+    """
+
+    def __init__(self, n_items: int, rank: int, world_size: int):
+        self.indices = range(rank, n_items, world_size)
+
+    def __iter__(self):
+        return iter(self.indices)
+
+    def __len__(self):
+        return len(self.indices)
+
+
+def all_reduce_sum(tensors):
+    """Sums ``tensors`` in place over the processes of a distributed run (no-op otherwise)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        for tensor in tensors:
+            torch.distributed.all_reduce(tensor, op=torch.distributed.ReduceOp.SUM)
+    return tensors
+
+
+class DistributedRecipe:
+    """Mixin for the recipes' ``Brain`` subclasses: what SpeechBrain's DDP needs from them.
+
+    - Validation and test sets are split over the processes (``ShardSampler``: each clip once);
+      ``reduced_error`` and ``InterpretationScoring`` sum the figures over the processes, so every
+      process logs, selects checkpoints and writes from the same, complete figures.
+    - On CPU (the gloo backend) modules are wrapped in DDP without SpeechBrain's conversion to
+      ``SyncBatchNorm``, which works on GPUs only; each process then normalises its own batches.
+    """
+
+    def make_dataloader(self, dataset, stage, ckpt_prefix="dataloader-", **loader_kwargs):
+        """SpeechBrain's loaders, with evaluation sets sharded over the processes under DDP."""
+        if stage != sb.Stage.TRAIN and self.distributed_launch:
+            loader_kwargs = dict(loader_kwargs, shuffle=False)
+            loader_kwargs["sampler"] = ShardSampler(
+                len(dataset), torch.distributed.get_rank(), torch.distributed.get_world_size()
+            )
+        return super().make_dataloader(dataset, stage, ckpt_prefix, **loader_kwargs)
+
+    def reduced_error(self, error_metrics) -> float:
+        """The average of a ``MetricStats`` of per-clip errors, over all processes' clips."""
+        errors = [float(score) for score in error_metrics.scores]
+        totals = torch.tensor([sum(errors), len(errors)], dtype=torch.float64, device=self.device)
+        all_reduce_sum([totals])
+        return float(totals[0] / totals[1]) if totals[1] else float("nan")
+
+    def _wrap_distributed(self):
+        if not (self.distributed_launch and str(self.device).startswith("cpu")):
+            return super()._wrap_distributed()
+        for name, module in self.modules.items():
+            if any(p.requires_grad for p in module.parameters()):
+                self.modules[name] = torch.nn.parallel.DistributedDataParallel(
+                    module, find_unused_parameters=self.find_unused_parameters
+                )
+
+
+class InterpretationScoring(DistributedRecipe):
     """Mixin for a ``Brain`` that scores interpretation masks (classifier and PIQ recipes alike).
 
     The ``Brain`` provides ``classify(log_spec) -> cosine scores`` and the hyperparameters
     ``class_names``, ``n_interpretations``, ``output_folder``, ``train_logger`` and
     ``epoch_counter``. Per stage: ``start_scoring()``, then ``score_masks(...)`` per batch, then
-    ``interpretation_summary()`` or, on the test fold, ``write_test_results(...)``.
+    ``interpretation_summary()`` or, on the test fold, ``write_test_results(...)``; under DDP
+    the metrics are summed over the processes first (see ``DistributedRecipe``).
     """
 
     def start_scoring(self):
@@ -202,12 +269,16 @@ class InterpretationScoring:
         return result
 
     def interpretation_summary(self, **kwargs) -> dict:
-        """``MetricsAccumulator.summary`` of the stage so far (kwargs passed through)."""
+        """``MetricsAccumulator.summary`` of the stage, over all processes (kwargs passed on).
+
+        Call it once per stage, on every process (it sums the processes' metrics in place).
+        """
+        all_reduce_sum(self.interp_metrics.state_tensors())
         return self.interp_metrics.summary(**kwargs)
 
     def write_test_results(self, quantile, n_params, extra) -> dict:
         """Logs the test metrics; writes test_metrics.json and confusion_matrix.png."""
-        summary = self.interp_metrics.summary(quantile=quantile, n_params=n_params, extra=extra)
+        summary = self.interpretation_summary(quantile=quantile, n_params=n_params, extra=extra)
         self.hparams.train_logger.log_stats(
             stats_meta={"Epoch loaded": self.hparams.epoch_counter.current},
             test_stats={

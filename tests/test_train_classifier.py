@@ -94,3 +94,14 @@ def test_quickstart_learns(quickstart_run):
     assert metrics["n_clips"] == 80
     assert metrics["acc"] >= 5 * (1 / 10), metrics["acc"]
     assert len(list((out / "interpretations").glob("*.png"))) == 4
+
+
+def test_bf16_mixed_precision_run_on_cpu(tiny_data, tmp_path):
+    """SpeechBrain's --precision=bf16 autocast: features and quantiles stay float32 and work."""
+    out = tmp_path / "bf16"
+    result = _run(_args("focalnet", tiny_data, out, "--precision=bf16"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((out / "test_metrics.json").read_text())
+    assert metrics["n_clips"] == 6
+    for key in ("fid_i", "fa", "fa_mask_in"):
+        assert abs(metrics[key]) <= 1, key
