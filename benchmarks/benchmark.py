@@ -14,7 +14,8 @@ Measures, for focalnet-base and vit-base with random weights (real sizes):
 - test-evaluation forwards per clip, counted through ``ClassifierBrain.evaluate``;
 - PIQ interpreter training: clips/s (FocalNet-PIQ, full width; batch 6, or 1 on CPU, where
   batch 6 needs about 21 GB);
-- peak memory (CUDA: max allocated; CPU: the process's peak resident set).
+- peak memory (CUDA: max allocated; CPU: the process's peak resident set so far, which only
+  grows from one figure to the next).
 
 ``--json PATH`` also writes the figures (keys include ``interp_overhead_focalnet``,
 ``interp_overhead_vit``, ``eval_forwards_per_clip``, ``pipeline_over_train``, ``device``).
