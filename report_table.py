@@ -10,16 +10,28 @@ Reads each run's test_metrics.json; writes <output>.md and <output>.csv and prin
 import argparse
 import sys
 
-from recipes.report import markdown_table, read_run_metrics, table_rows, write_table
+from recipes.report import (
+    baseline_rows,
+    markdown_table,
+    read_run_metrics,
+    table_rows,
+    write_table,
+)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", help="run output folders (holding test_metrics.json)")
     parser.add_argument("--output", default="results/table1", help="path without extension")
+    parser.add_argument(
+        "--sweep", default=None, help="a sweep_quantile.py CSV: adds its baseline rows at --q"
+    )
+    parser.add_argument("--q", type=float, default=0.9, help="quantile of the baseline rows")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     try:
         rows = table_rows([read_run_metrics(folder) for folder in args.runs])
+        if args.sweep:
+            rows += baseline_rows(args.sweep, args.q)
     except (FileNotFoundError, KeyError, ValueError) as error:
         sys.exit(f"report_table.py: {error}")
     write_table(rows, f"{args.output}.md", f"{args.output}.csv")

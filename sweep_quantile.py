@@ -4,9 +4,11 @@
     python sweep_quantile.py --model_folders results/focalnet-esc50/1234 results/vit-esc50/1234 \
         --piq_folders results/piq-focalnet-esc50/1234 --output_folder results/figures
 
-Each classifier run gets <run>/quantile_sweep.csv (q, fid_i, fa, fa_mask_in, acc, n_clips); the
-output folder gets quantile_sweep.csv (all runs, with a method column) and quantile_sweep.png
-(FID-I and FA against q, PIQ runs as horizontal lines read from their test_metrics.json).
+Each classifier run gets <run>/quantile_sweep.csv (method, q, fid_i, fa, fa_mask_in, acc,
+n_clips); the output folder gets quantile_sweep.csv (all runs) and quantile_sweep.png (FID-I and
+FA against q, PIQ runs as horizontal lines read from their test_metrics.json).
+--baselines random energy saliency adds same-area baseline masks of each classifier
+(interpreters/baselines.py), thresholded at the same q values.
 Quantiles: --quantiles 0.1 0.5 0.9, or --quantiles_file FILE.yaml (a YAML list, or a mapping
 with a `quantiles` list); default 0.05, 0.10, ..., 0.95. Nothing is retrained.
 """
@@ -20,6 +22,7 @@ import speechbrain as sb
 import yaml
 from tqdm import tqdm
 
+from interpreters.baselines import BASELINES
 from interpreters.outputs import save_quantile_sweep_png
 from interpreters.sweep import check_quantiles, default_quantiles, sweep_quantiles, write_sweep_csv
 from recipes.inference import AudioInterpreter
@@ -36,6 +39,10 @@ def parse_arguments(argv):
     parser.add_argument("--quantiles_file", default=None, help="YAML list of quantiles")
     parser.add_argument("--output_folder", default="results/figures")
     parser.add_argument("--data_folder", default=None, help="default: the one in model.json")
+    parser.add_argument(
+        "--baselines", nargs="*", choices=BASELINES, default=[], help="same-area baseline masks"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random baseline")
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
@@ -60,10 +67,13 @@ def main(argv=None):
             loader = sb.dataio.dataloader.make_dataloader(dataset, batch_size=args.batch_size)
             label = LABELS[model.kind]
             print(f"{folder}: {len(dataset)} test clips x {len(args.quantiles)} quantiles")
-            sweep = sweep_quantiles(model, tqdm(loader, desc=label), args.quantiles)
-            write_sweep_csv(sweep, Path(folder) / "quantile_sweep.csv")
-            curves[label] = sweep
-            rows += [{"method": label, **row} for row in sweep]
+            batches = tqdm(loader, desc=label)
+            sweep = sweep_quantiles(model, batches, args.quantiles, args.baselines, args.seed)
+            write_sweep_csv(sweep, Path(folder) / "quantile_sweep.csv", extra_columns=["method"])
+            for method in ["focal", *args.baselines]:
+                name = label if method == "focal" else f"{label} {method}"
+                curves[name] = [row for row in sweep if row["method"] == method]
+                rows += [{**row, "method": name} for row in curves[name]]
         for folder in args.piq_folders:
             card = read_model_card(folder)
             if card.get("method") != "piq":

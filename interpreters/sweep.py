@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from interpreters.baselines import baseline_map
 from interpreters.maps import quantile_mask
 from interpreters.metrics import MetricsAccumulator, interpretation_scores
 
@@ -40,43 +41,58 @@ def check_quantiles(quantiles: Iterable) -> list[float]:
 
 
 @torch.no_grad()
-def sweep_quantiles(model, batches: Iterable, quantiles: Sequence[float]) -> list:
-    """Scores the by-design masks of ``model`` at every q of ``quantiles``.
+def sweep_quantiles(
+    model, batches: Iterable, quantiles: Sequence[float], baselines: Sequence[str] = (), seed=0
+) -> list:
+    """Scores the by-design masks of ``model`` (and baseline masks) at every q of ``quantiles``.
 
     Arguments
     ---------
     model : recipes.inference.AudioInterpreter
         Provides ``features``, ``scores_and_map(log_spec)``, ``classify(log_spec)``,
-        ``class_names`` and ``device``.
+        ``cosine_scores(log_spec)`` (differentiable), ``class_names`` and ``device``.
     batches : iterable
         SpeechBrain ``PaddedBatch`` objects with ``signal`` and ``target``.
     quantiles : sequence of float
         The q values.
+    baselines : sequence of str
+        Names from ``interpreters.baselines.BASELINES``, thresholded at the same q values.
+    seed : int
+        Seed of the random baseline.
 
     Returns
     -------
     list of dict
-        One row per q, with the keys of ``SWEEP_COLUMNS``.
+        One row per method and q: ``method`` ("focal" or the baseline's name) and the keys of
+        ``SWEEP_COLUMNS``.
     """
     quantiles = check_quantiles(quantiles)
+    methods = ["focal", *baselines]
     n_classes = len(model.class_names)
-    accumulators = {q: MetricsAccumulator(n_classes, device=model.device) for q in quantiles}
+    accumulators = {
+        (method, q): MetricsAccumulator(n_classes, device=model.device)
+        for method in methods
+        for q in quantiles
+    }
+    generator = torch.Generator().manual_seed(seed)
     for batch in batches:
         wavs = batch.signal.data.to(model.device)
         targets = batch.target.to(model.device)
         log_spec, _ = model.features(wavs)
         scores, upsampled = model.scores_and_map(log_spec)
-        for q in quantiles:
-            result = interpretation_scores(
-                model.classify, log_spec, quantile_mask(upsampled, q), scores=scores
-            )
-            accumulators[q].update(
+        maps = {"focal": upsampled}
+        for name in baselines:
+            maps[name] = baseline_map(name, model.cosine_scores, log_spec, generator)
+        for (method, q), accumulator in accumulators.items():
+            mask = quantile_mask(maps[method], q)
+            result = interpretation_scores(model.classify, log_spec, mask, scores=scores)
+            accumulator.update(
                 targets, result["pred"], result["fid_i"], result["fa"], result["fa_mask_in"]
             )
     rows = []
-    for q in quantiles:
-        summary = accumulators[q].summary(quantile=q)
-        rows.append({"q": q, **{key: summary[key] for key in SWEEP_COLUMNS[1:]}})
+    for (method, q), accumulator in accumulators.items():
+        summary = accumulator.summary(quantile=q)
+        rows.append({"method": method, "q": q, **{k: summary[k] for k in SWEEP_COLUMNS[1:]}})
     return rows
 
 

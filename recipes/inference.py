@@ -262,11 +262,15 @@ class AudioInterpreter:
         )
 
     # ------------------------------------------------------------- tensors ---
-    @torch.no_grad()
-    def classify(self, log_spec: torch.Tensor) -> torch.Tensor:
-        """Cosine scores [B, n_classes] of log-spectrograms [B, T, F]."""
+    def cosine_scores(self, log_spec: torch.Tensor) -> torch.Tensor:
+        """Cosine scores [B, n_classes] of log-spectrograms [B, T, F], differentiable."""
         embedding = self.embedding_model(to_image(log_spec))["embedding"]
         return self.classifier(embedding.unsqueeze(1)).squeeze(1)
+
+    @torch.no_grad()
+    def classify(self, log_spec: torch.Tensor) -> torch.Tensor:
+        """Cosine scores [B, n_classes] of log-spectrograms [B, T, F] (no gradients)."""
+        return self.cosine_scores(log_spec)
 
     @torch.no_grad()
     def scores_and_map(self, log_spec: torch.Tensor):
@@ -446,3 +450,25 @@ class AudioInterpreter:
                 save_wav(wave.cpu(), staging / f"{stem}_{key}.wav", SAMPLE_RATE)
             (staging / f"{stem}.json").write_text(json.dumps(summary, indent=2) + "\n")
         return summary
+
+
+def mixture_pairs(items: list[dict], n_pairs: int) -> list[tuple[dict, dict]]:
+    """Up to ``n_pairs`` pairs of items of different classes, deterministic: item i with the
+    next item (in order) of another class, each item used once.
+
+    Example
+    -------
+    >>> items = [{"class_name": c} for c in "aabbc"]
+    >>> [(x["class_name"], y["class_name"]) for x, y in mixture_pairs(items, 5)]
+    [('a', 'b'), ('a', 'b')]
+    """
+    pairs, used = [], set()
+    for i, first in enumerate(items):
+        if i in used or len(pairs) == n_pairs:
+            continue
+        for j in range(i + 1, len(items)):
+            if j not in used and items[j]["class_name"] != first["class_name"]:
+                pairs.append((first, items[j]))
+                used.update((i, j))
+                break
+    return pairs

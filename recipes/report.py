@@ -98,3 +98,33 @@ def _write_csv(rows, path):
         writer = csv.DictWriter(handle, fieldnames=COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
+
+
+def baseline_rows(sweep_csv, quantile: float = PAPER_QUANTILE) -> list[dict]:
+    """Table rows of the baseline masks in a ``sweep_quantile.py`` CSV, at ``quantile``.
+
+    Baselines add no parameters, so their ``#Params`` is "-" (their classifier's row has it).
+    """
+    rows = []
+    with open(sweep_csv, newline="") as handle:
+        for row in csv.DictReader(handle):
+            if " " not in row["method"] or abs(float(row["q"]) - quantile) > 1e-9:
+                continue  # by-design rows come from the runs themselves
+            q = float(row["q"])
+            suffix = "" if abs(q - PAPER_QUANTILE) < 1e-9 else f" (q={q:g})"
+            rows.append(
+                {
+                    "Method": row["method"] + suffix,
+                    "ACC": f"{float(row['acc']):.3f}",
+                    "FID-I": f"{float(row['fid_i']):.3f}",
+                    "FA": f"{float(row['fa']):.4f}",
+                    "FA_mask_in": f"{float(row['fa_mask_in']):.4f}",
+                    "#Params": "-",
+                }
+            )
+    if not rows:
+        raise ValueError(
+            f"{sweep_csv} has no baseline rows at q={quantile}: run sweep_quantile.py with "
+            "--baselines and a --quantiles list that holds this q"
+        )
+    return rows

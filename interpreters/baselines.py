@@ -1,0 +1,62 @@
+"""Baseline interpretation maps, thresholded like the modulation map (same q, same mask area).
+
+A FID-I means little until it is compared with trivial masks of the same area:
+
+- ``random``: uniform noise (a seeded generator), i.e. a random 1 - q share of the cells;
+- ``energy``: the log-spectrogram itself, i.e. the loudest 1 - q share of the cells;
+- ``saliency``: |d s_c / d log_spec|, the gradient of the predicted class's cosine score with
+  respect to the input (Simonyan et al., 2014), computed with autograd on the same classifier.
+
+Each returns a map [B, T, F] that ``interpreters.maps.quantile_mask`` thresholds.
+
+Example
+-------
+>>> from interpreters.maps import quantile_mask
+>>> log_spec = torch.tensor([[[0.0, 3.0], [1.0, 2.0]]])
+>>> quantile_mask(baseline_map("energy", None, log_spec), 0.5)
+tensor([[[0., 1.],
+         [0., 1.]]])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+BASELINES = ("random", "energy", "saliency")
+
+
+def random_map(log_spec: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Uniform noise of the log-spectrogram's shape (CPU generator, moved to its device)."""
+    noise = torch.rand(log_spec.shape, generator=generator)
+    return noise.to(log_spec.device)
+
+
+def energy_map(log_spec: torch.Tensor) -> torch.Tensor:
+    """The log-spectrogram: thresholding it keeps the loudest cells."""
+    return log_spec.detach().float()
+
+
+def saliency_map(cosine_scores: Callable, log_spec: torch.Tensor) -> torch.Tensor:
+    """|gradient of the predicted class's score| with respect to the log-spectrogram.
+
+    ``cosine_scores`` maps [B, T, F] to [B, n_classes] *with* autograd enabled.
+    """
+    with torch.enable_grad():
+        x = log_spec.detach().clone().requires_grad_(True)
+        scores = cosine_scores(x)
+        predicted = scores.argmax(dim=1, keepdim=True)
+        scores.gather(1, predicted).sum().backward()
+    return x.grad.detach().abs()
+
+
+def baseline_map(name, cosine_scores, log_spec, generator=None) -> torch.Tensor:
+    """The map of baseline ``name`` (one of ``BASELINES``)."""
+    if name == "random":
+        return random_map(log_spec, generator)
+    if name == "energy":
+        return energy_map(log_spec)
+    if name == "saliency":
+        return saliency_map(cosine_scores, log_spec)
+    raise ValueError(f"baseline must be one of {BASELINES}, got {name!r}")
