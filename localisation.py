@@ -20,8 +20,8 @@ from pathlib import Path
 from interpreters.baselines import BASELINES
 from interpreters.outputs import save_localisation_png, written_together
 from recipes.inference import AudioInterpreter
-from recipes.localisation_study import localisation_rows, summarise
 from recipes.runs import RunFolderError, read_model_card
+from recipes.studies import localisation_rows, summarise
 
 
 def write_csv(rows, path):

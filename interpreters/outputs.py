@@ -15,6 +15,7 @@ Example
 from __future__ import annotations
 
 import contextlib
+import csv
 import os
 import shutil
 import tempfile
@@ -479,6 +480,52 @@ def save_localisation_png(summary: Sequence[dict], path: str | os.PathLike) -> N
     axes.set_xticks(positions, [r["method"] for r in summary])
     axes.set_ylim(0, 1)
     axes.set_title("Localisation on two-source mixtures")
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    _save_figure(figure, path, dpi=100)
+
+
+def write_csv_rows(rows: Sequence[dict], path: str | os.PathLike) -> None:
+    """Writes dicts of one set of keys as a CSV file (columns in the first row's key order)."""
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def save_sanity_png(rows: Sequence[dict], path: str | os.PathLike) -> None:
+    """Bars of the mean Spearman correlation per method and randomisation level.
+
+    Example
+    -------
+    >>> import tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "sanity.png"
+    >>> rows = [{"method": "focal", "randomised": level, "spearman_mean": value,
+    ...          "spearman_std": 0.0} for level, value in (("none", 1.0), ("head", 0.2))]
+    >>> save_sanity_png(rows, path)
+    >>> path.is_file()
+    True
+    """
+    methods = list(dict.fromkeys(row["method"] for row in rows))
+    levels = list(dict.fromkeys(row["randomised"] for row in rows))
+    figure = _new_figure((max(4.0, 1.8 * len(methods) + 2), 4))
+    axes = figure.add_subplot(1, 1, 1)
+    width = 0.8 / max(len(levels), 1)
+    for index, level in enumerate(levels):
+        picked = {row["method"]: row for row in rows if row["randomised"] == level}
+        positions = np.arange(len(methods)) + (index - (len(levels) - 1) / 2) * width
+        axes.bar(
+            positions,
+            [picked[m]["spearman_mean"] for m in methods],
+            width,
+            yerr=[picked[m]["spearman_std"] for m in methods],
+            label=f"randomised: {level}",
+        )
+    axes.axhline(0.9, linestyle="--", color="gray", label="flag above 0.9")
+    axes.set_xticks(np.arange(len(methods)), methods)
+    axes.set_ylim(-1, 1.05)
+    axes.set_ylabel("Spearman correlation with the trained model's maps")
+    axes.set_title("Model-randomisation sanity check")
     axes.legend(fontsize=8)
     figure.tight_layout()
     _save_figure(figure, path, dpi=100)

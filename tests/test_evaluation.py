@@ -9,6 +9,7 @@ from recipe_runs import run_script
 from interpreters.baselines import BASELINES, baseline_map, saliency_map
 from interpreters.localisation import localisation_scores
 from interpreters.maps import quantile_mask
+from interpreters.sanity import spearman
 
 
 def test_saliency_of_a_linear_classifier_is_its_predicted_class_weights():
@@ -146,3 +147,30 @@ def test_localisation_end_to_end_on_synthetic_mixtures(classifier_runs, piq_run,
         ["--model_folder", str(classifier_runs["vit"]), "--piq_folder", str(piq_run)],
     )
     assert wrong.returncode != 0 and "not a train_piq.py run on" in wrong.stderr
+
+
+def test_spearman_known_answers():
+    a = torch.arange(12.0).view(1, 3, 4)
+    assert spearman(a, a.exp()).tolist() == [1.0]  # any increasing transform
+    assert spearman(a, -a).tolist() == [-1.0]
+    shuffled = a.flatten()[torch.tensor([1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10])].view(1, 3, 4)
+    expected = 1 - 6 * 12 / (12 * (12**2 - 1))  # six swaps of neighbours: d^2 = 1 each x 12
+    assert spearman(a, shuffled).item() == pytest.approx(expected, abs=1e-6)
+
+
+def test_randomisation_sanity_check(classifier_runs, tmp_path):
+    out = tmp_path / "sanity"
+    args = ["--model_folder", str(classifier_runs["focalnet"]), "--n_clips", "4"]
+    result = run_script("sanity_check.py", [*args, "--output_folder", str(out)])
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(out / "sanity_check.csv") as handle:
+        rows = {(row["method"], row["randomised"]): row for row in csv.DictReader(handle)}
+    for method in ("focal", "saliency", "energy"):
+        # Re-initialising with the same weights changes nothing: correlation exactly 1.
+        assert float(rows[(method, "none")]["spearman_mean"]) == pytest.approx(1.0, abs=1e-6)
+    # Known answers: the modulation map is computed before the head, and the energy map
+    # ignores the model, so neither changes with the head; the last stage changes the former.
+    assert float(rows[("focal", "head")]["spearman_mean"]) == pytest.approx(1.0, abs=1e-6)
+    assert rows[("energy", "last_stage")]["barely_changes"] == "True"
+    assert float(rows[("focal", "last_stage")]["spearman_mean"]) < 0.99
+    assert (out / "sanity_check.png").is_file()

@@ -1,10 +1,13 @@
-"""Localisation of interpretations on two-source mixtures of a run's test fold.
+"""Studies of a run's interpretations beyond the paper's metrics.
 
-Each mixture sums two test clips of different classes. The source the prediction names is the
-one of the two classes with the higher score; its region is the ground truth: exact for the
-synthetic set (``data_prep.synthetic``, rendered at 16 kHz), else from the separate sources'
-energy. Every method's mask (by-design at q, baselines at the same q, PIQ) is scored with
-``interpreters.localisation.localisation_scores``.
+Localisation (``localisation_rows``): each mixture sums two test clips of different classes.
+The source the prediction names is the one of the two classes with the higher score; its
+region is the ground truth, exact for the synthetic set (``data_prep.synthetic``, rendered at
+16 kHz), else from the separate sources' energy. Every method's mask (by-design at q, baselines
+at the same q, PIQ) is scored with ``interpreters.localisation.localisation_scores``.
+
+Randomisation sanity check (``sanity_rows``): the maps of the trained model against those of
+copies with the head, or the head and the last stage, re-initialised (``interpreters.sanity``).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from data_prep.synthetic import load_specs, render_mixture
 from interpreters.baselines import baseline_map
 from interpreters.localisation import energy_regions, localisation_scores
 from interpreters.maps import quantile_mask
+from interpreters.sanity import LEVELS, randomised_copy, spearman
 from recipes.inference import mixture_pairs
 from recipes.runs import run_split_dataset
 
@@ -109,3 +113,47 @@ def summarise(rows: list[dict]) -> list[dict]:
             }
         )
     return summary
+
+
+SANITY_METHODS = ("focal", "saliency", "energy")
+BARELY_CHANGES = 0.9  # a mean rank correlation above this flags a method
+
+
+def _maps(model, log_spec, methods):
+    _, focal_map = model.scores_and_map(log_spec)
+    maps = {}
+    for method in methods:
+        if method == "focal":
+            maps[method] = focal_map
+        else:
+            maps[method] = baseline_map(method, model.cosine_scores, log_spec)
+    return maps
+
+
+@torch.no_grad()
+def sanity_rows(
+    model, run_folder, n_clips=16, methods=SANITY_METHODS, data_folder=None, seed=0
+) -> list[dict]:
+    """Mean and spread of the per-clip Spearman correlation, per method and randomisation."""
+    dataset = run_split_dataset(run_folder, "test", data_folder)
+    with dataset.output_keys_as(["signal"]):
+        waves = [item["signal"] for _, item in zip(range(n_clips), dataset, strict=False)]
+    log_spec, _ = model.features(torch.stack(waves).to(model.device))
+    trained = _maps(model, log_spec, methods)
+    rows = []
+    for level in LEVELS:
+        randomised = _maps(randomised_copy(model, level, seed), log_spec, methods)
+        for method in methods:
+            correlation = spearman(trained[method], randomised[method])
+            mean = float(correlation.mean())
+            rows.append(
+                {
+                    "method": method,
+                    "randomised": level,
+                    "spearman_mean": mean,
+                    "spearman_std": float(correlation.std()) if len(correlation) > 1 else 0.0,
+                    "n_clips": len(correlation),
+                    "barely_changes": level != "none" and mean > BARELY_CHANGES,
+                }
+            )
+    return rows
