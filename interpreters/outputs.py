@@ -529,3 +529,38 @@ def save_sanity_png(rows: Sequence[dict], path: str | os.PathLike) -> None:
     axes.legend(fontsize=8)
     figure.tight_layout()
     _save_figure(figure, path, dpi=100)
+
+
+def save_deletion_png(curves: Sequence[dict], areas: Sequence[dict], path) -> None:
+    """Mean deletion and insertion curves per method, areas in the legend.
+
+    Example
+    -------
+    >>> import tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "deletion.png"
+    >>> curves = [{"method": "focal", "curve": c, "fraction": f, "probability": 1 - f}
+    ...           for c in ("deletion", "insertion") for f in (0.0, 1.0)]
+    >>> save_deletion_png(curves, [{"method": "focal", "deletion_auc": 0.5,
+    ...                             "insertion_auc": 0.5}], path)
+    >>> path.is_file()
+    True
+    """
+    figure = _new_figure((11, 4))
+    auc = {row["method"]: row for row in areas}
+    for index, curve in enumerate(("deletion", "insertion")):
+        axes = figure.add_subplot(1, 2, index + 1)
+        for method in auc:
+            picked = [r for r in curves if r["method"] == method and r["curve"] == curve]
+            axes.plot(
+                [r["fraction"] for r in picked],
+                [r["probability"] for r in picked],
+                marker="o",
+                label=f"{method} (AUC {auc[method][curve + '_auc']:.4f})",
+            )
+        axes.set_xlabel("share of the top-ranked cells " + ("removed" if index == 0 else "kept"))
+        axes.set_ylabel("probability of the predicted class")
+        axes.set_title(curve + (" (lower is better)" if index == 0 else " (higher is better)"))
+        axes.grid(alpha=0.3)
+        axes.legend(fontsize=8)
+    figure.tight_layout()
+    _save_figure(figure, path, dpi=100)

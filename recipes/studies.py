@@ -6,6 +6,9 @@ region is the ground truth, exact for the synthetic set (``data_prep.synthetic``
 16 kHz), else from the separate sources' energy. Every method's mask (by-design at q, baselines
 at the same q, PIQ) is scored with ``interpreters.localisation.localisation_scores``.
 
+Deletion / insertion (``deletion_rows``): curves and areas of each method's ranking
+(``interpreters.deletion``).
+
 Randomisation sanity check (``sanity_rows``): the maps of the trained model against those of
 copies with the head, or the head and the last stage, re-initialised (``interpreters.sanity``).
 """
@@ -20,6 +23,7 @@ import torch
 from data_prep.audio import load_clip
 from data_prep.synthetic import load_specs, render_mixture
 from interpreters.baselines import baseline_map
+from interpreters.deletion import deletion_insertion
 from interpreters.localisation import energy_regions, localisation_scores
 from interpreters.maps import quantile_mask
 from interpreters.sanity import LEVELS, randomised_copy, spearman
@@ -157,3 +161,71 @@ def sanity_rows(
                 }
             )
     return rows
+
+
+@torch.no_grad()
+def deletion_rows(
+    model,
+    run_folder,
+    n_clips=32,
+    steps=10,
+    baselines=(),
+    piq=None,
+    data_folder=None,
+    batch_size=8,
+    seed=0,
+):
+    """Mean deletion / insertion curves and areas per method over the first test clips.
+
+    Returns ``(curves, areas)``: rows ``method, curve, fraction, probability`` and rows
+    ``method, deletion_auc, insertion_auc, n_clips``.
+    """
+    dataset = run_split_dataset(run_folder, "test", data_folder)
+    with dataset.output_keys_as(["signal"]):
+        waves = [item["signal"] for _, item in zip(range(n_clips), dataset, strict=False)]
+    generator = torch.Generator().manual_seed(seed)
+    methods = ["focal", *baselines, *(["piq"] if piq is not None else [])]
+    sums = {method: None for method in methods}
+    for start in range(0, len(waves), batch_size):
+        log_spec, _ = model.features(
+            torch.stack(waves[start : start + batch_size]).to(model.device)
+        )
+        _, focal_map = model.scores_and_map(log_spec)
+        maps = {"focal": focal_map}
+        for name in baselines:
+            maps[name] = baseline_map(name, model.cosine_scores, log_spec, generator)
+        if piq is not None:
+            maps["piq"] = piq.mask(log_spec)[1]
+        for method in methods:
+            result = deletion_insertion(model.classify, log_spec, maps[method], steps)
+            batch_sums = {
+                key: result[key].sum(dim=0)
+                for key in ("deletion", "insertion", "deletion_auc", "insertion_auc")
+            }
+            if sums[method] is None:
+                sums[method] = batch_sums
+            else:
+                sums[method] = {key: sums[method][key] + batch_sums[key] for key in batch_sums}
+    fractions = torch.linspace(0, 1, steps + 1).tolist()
+    curves, areas = [], []
+    for method in methods:
+        means = {key: value / len(waves) for key, value in sums[method].items()}
+        for curve in ("deletion", "insertion"):
+            for fraction, probability in zip(fractions, means[curve].tolist(), strict=True):
+                curves.append(
+                    {
+                        "method": method,
+                        "curve": curve,
+                        "fraction": fraction,
+                        "probability": probability,
+                    }
+                )
+        areas.append(
+            {
+                "method": method,
+                "deletion_auc": float(means["deletion_auc"]),
+                "insertion_auc": float(means["insertion_auc"]),
+                "n_clips": len(waves),
+            }
+        )
+    return curves, areas

@@ -7,9 +7,12 @@ import torch
 from recipe_runs import run_script
 
 from interpreters.baselines import BASELINES, baseline_map, saliency_map
+from interpreters.deletion import deletion_insertion
 from interpreters.localisation import localisation_scores
 from interpreters.maps import quantile_mask
+from interpreters.metrics import probabilities
 from interpreters.sanity import spearman
+from recipes.inference import AudioInterpreter
 
 
 def test_saliency_of_a_linear_classifier_is_its_predicted_class_weights():
@@ -174,3 +177,52 @@ def test_randomisation_sanity_check(classifier_runs, tmp_path):
     assert rows[("energy", "last_stage")]["barely_changes"] == "True"
     assert float(rows[("focal", "last_stage")]["spearman_mean"]) < 0.99
     assert (out / "sanity_check.png").is_file()
+
+
+def test_deletion_insertion_curves_on_a_tiny_model(classifier_runs):
+    model = AudioInterpreter.from_run(classifier_runs["focalnet"])
+    with torch.no_grad():
+        log_spec = model.features(torch.randn(3, 80000).clamp(-1, 1))[0]
+        _, ranking = model.scores_and_map(log_spec)
+    for steps in (1, 4, 7):
+        curves = deletion_insertion(model.classify, log_spec, ranking, steps)
+        fractions = curves["fractions"].tolist()
+        assert len(fractions) == steps + 1 and fractions == sorted(fractions)
+        assert fractions[0] == 0 and fractions[-1] == 1
+        p_x = probabilities(model.classify(log_spec)).max(dim=1).values
+        p_empty = probabilities(model.classify(torch.zeros_like(log_spec)))
+        p_empty = p_empty.gather(1, model.classify(log_spec).argmax(1, keepdim=True)).squeeze(1)
+        # Known ends: nothing removed = the clip; everything removed = the empty input.
+        assert torch.allclose(curves["deletion"][:, 0], p_x, atol=1e-6)
+        assert torch.allclose(curves["insertion"][:, -1], p_x, atol=1e-6)
+        assert torch.allclose(curves["deletion"][:, -1], p_empty, atol=1e-6)
+        assert torch.allclose(curves["insertion"][:, 0], p_empty, atol=1e-6)
+        for key in ("deletion_auc", "insertion_auc"):
+            assert ((curves[key] >= 0) & (curves[key] <= 1)).all()
+
+
+def test_deletion_insertion_script(classifier_runs, tmp_path):
+    out = tmp_path / "deletion"
+    args = [
+        "--model_folder",
+        str(classifier_runs["focalnet"]),
+        "--baselines",
+        "random",
+        "--steps",
+        "3",
+        "--n_clips",
+        "4",
+        "--output_folder",
+        str(out),
+    ]
+    result = run_script("deletion_insertion.py", args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(out / "deletion_insertion_curves.csv") as handle:
+        curves = list(csv.DictReader(handle))
+    assert len(curves) == 2 * 2 * 4  # 2 methods x 2 curves x (3 steps + 1)
+    with open(out / "deletion_insertion_auc.csv") as handle:
+        areas = list(csv.DictReader(handle))
+    assert [row["method"] for row in areas] == ["focal", "random"]
+    assert all(
+        0 <= float(row[key]) <= 1 for row in areas for key in ("deletion_auc", "insertion_auc")
+    )

@@ -1,0 +1,77 @@
+#!/usr/bin/env python3
+"""Deletion and insertion curves of each method's ranking of the time-frequency cells.
+
+    python deletion_insertion.py --model_folder=results/focalnet-esc50/1234 \
+        --baselines random energy saliency --piq_folder=results/piq-focalnet-esc50/1234
+
+For the first --n_clips test clips, the predicted class's probability as the top-ranked share of
+the cells is removed (deletion; lower area is better) or restored into an empty spectrogram
+(insertion; higher area is better), in --steps steps. Writes deletion_insertion_curves.csv,
+deletion_insertion_auc.csv and deletion_insertion.png under --output_folder (default
+<model_folder>/deletion_insertion).
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+from interpreters.baselines import BASELINES
+from interpreters.outputs import save_deletion_png, write_csv_rows, written_together
+from recipes.inference import AudioInterpreter
+from recipes.runs import RunFolderError, read_model_card
+from recipes.studies import deletion_rows
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model_folder", required=True, help="a train_classifier.py run")
+    parser.add_argument("--piq_folder", default=None, help="a train_piq.py run on that classifier")
+    parser.add_argument("--baselines", nargs="*", choices=BASELINES, default=[])
+    parser.add_argument("--n_clips", type=int, default=32)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--data_folder", default=None, help="default: the one in model.json")
+    parser.add_argument("--output_folder", default=None)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    if args.steps < 1 or args.n_clips < 1:
+        parser.error("--steps and --n_clips must be >= 1")
+    try:
+        model = AudioInterpreter.from_run(args.model_folder, method="focal", device=args.device)
+        piq = None
+        if args.piq_folder:
+            card = read_model_card(args.piq_folder)
+            classifier = Path(card.get("classifier_folder", "")).resolve()
+            if card.get("method") != "piq" or classifier != Path(args.model_folder).resolve():
+                raise RunFolderError(
+                    f"{args.piq_folder} is not a train_piq.py run on {args.model_folder}"
+                )
+            piq = AudioInterpreter.from_run(args.piq_folder, device=args.device)
+        curves, areas = deletion_rows(
+            model,
+            args.model_folder,
+            args.n_clips,
+            args.steps,
+            args.baselines,
+            piq,
+            args.data_folder,
+        )
+    except RunFolderError as error:
+        sys.exit(f"deletion_insertion.py: {error}")
+    output = Path(args.output_folder or f"{args.model_folder}/deletion_insertion")
+    with written_together(output) as staging:
+        write_csv_rows(curves, staging / "deletion_insertion_curves.csv")
+        write_csv_rows(areas, staging / "deletion_insertion_auc.csv")
+        save_deletion_png(curves, areas, staging / "deletion_insertion.png")
+    for row in areas:
+        print(
+            f"{row['method']:>9s}: deletion AUC {row['deletion_auc']:.4f}, "
+            f"insertion AUC {row['insertion_auc']:.4f} ({row['n_clips']} clips)"
+        )
+    print(
+        f"wrote {output}/deletion_insertion_curves.csv, deletion_insertion_auc.csv, "
+        "deletion_insertion.png"
+    )
+
+
+if __name__ == "__main__":
+    main()
