@@ -17,8 +17,8 @@ from pathlib import Path
 
 from interpreters.baselines import BASELINES
 from interpreters.outputs import save_deletion_png, write_csv_rows, written_together
-from recipes.inference import AudioInterpreter
-from recipes.runs import RunFolderError, read_model_card
+from recipes.inference import AudioInterpreter, load_piq_of
+from recipes.runs import RunFolderError
 from recipes.studies import deletion_rows
 
 
@@ -39,13 +39,7 @@ def main(argv=None):
         model = AudioInterpreter.from_run(args.model_folder, method="focal", device=args.device)
         piq = None
         if args.piq_folder:
-            card = read_model_card(args.piq_folder)
-            classifier = Path(card.get("classifier_folder", "")).resolve()
-            if card.get("method") != "piq" or classifier != Path(args.model_folder).resolve():
-                raise RunFolderError(
-                    f"{args.piq_folder} is not a train_piq.py run on {args.model_folder}"
-                )
-            piq = AudioInterpreter.from_run(args.piq_folder, device=args.device)
+            piq = load_piq_of(args.model_folder, args.piq_folder, args.device)
         curves, areas = deletion_rows(
             model,
             args.model_folder,

@@ -564,3 +564,40 @@ def save_deletion_png(curves: Sequence[dict], areas: Sequence[dict], path) -> No
         axes.legend(fontsize=8)
     figure.tight_layout()
     _save_figure(figure, path, dpi=100)
+
+
+def save_cv_png(summary: Sequence[dict], path) -> None:
+    """Mean +- std of ACC, FID-I, FA and FA mask-in per method (cross-validation summary).
+
+    Example
+    -------
+    >>> import tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "cv.png"
+    >>> row = {"method": "focalnet", **{f"{m}_{s}": 0.1 for m in ("acc", "fid_i", "fa",
+    ...        "fa_mask_in") for s in ("mean", "std")}}
+    >>> save_cv_png([row], path)
+    >>> path.is_file()
+    True
+    """
+    metrics = [
+        ("acc", "ACC"),
+        ("fid_i", "FID-I"),
+        ("fa", "FA (eq. 7)"),
+        ("fa_mask_in", "FA mask-in"),
+    ]
+    figure = _new_figure((14, 3.5))
+    methods = [row["method"] for row in summary]
+    for index, (key, title) in enumerate(metrics):
+        axes = figure.add_subplot(1, len(metrics), index + 1)
+        axes.bar(
+            np.arange(len(methods)),
+            [row[f"{key}_mean"] for row in summary],
+            yerr=[row[f"{key}_std"] for row in summary],
+            capsize=4,
+        )
+        axes.set_xticks(np.arange(len(methods)), methods)
+        axes.set_title(title)
+        axes.grid(alpha=0.3, axis="y")
+    figure.suptitle("Cross-validation: mean +- std over folds and seeds")
+    figure.tight_layout()
+    _save_figure(figure, path, dpi=100)

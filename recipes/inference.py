@@ -472,3 +472,13 @@ def mixture_pairs(items: list[dict], n_pairs: int) -> list[tuple[dict, dict]]:
                 used.update((i, j))
                 break
     return pairs
+
+
+def load_piq_of(classifier_folder, piq_folder, device="cpu") -> AudioInterpreter:
+    """The PIQ run ``piq_folder`` as an ``AudioInterpreter``, checked to be trained on the
+    classifier run ``classifier_folder`` (RunFolderError otherwise)."""
+    card = read_model_card(piq_folder)
+    classifier = Path(card.get("classifier_folder", "")).resolve()
+    if card.get("method") != "piq" or classifier != Path(classifier_folder).resolve():
+        raise RunFolderError(f"{piq_folder} is not a train_piq.py run on {classifier_folder}")
+    return AudioInterpreter.from_run(piq_folder, device=device)

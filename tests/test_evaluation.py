@@ -1,10 +1,11 @@
 """Interpretation evaluation beyond the paper: baselines and localisation on mixtures."""
 
 import csv
+import json
 
 import pytest
 import torch
-from recipe_runs import run_script
+from recipe_runs import run_script, tiny_args
 
 from interpreters.baselines import BASELINES, baseline_map, saliency_map
 from interpreters.deletion import deletion_insertion
@@ -226,3 +227,44 @@ def test_deletion_insertion_script(classifier_runs, tmp_path):
     assert all(
         0 <= float(row[key]) <= 1 for row in areas for key in ("deletion_auc", "insertion_auc")
     )
+
+
+def test_cross_validation_over_two_folds_resumes_and_aggregates(tiny_data, tmp_path):
+    out = tmp_path / "cv"
+    overrides = tiny_args("focalnet", "focalnet", tiny_data, out)[3:]  # no hparams/data/output
+    args = [
+        "hparams/focalnet.yaml",
+        f"--data_folder={tiny_data}",
+        f"--output_folder={out}",
+        "--folds",
+        "4",
+        "5",
+        "--piq_hparams",
+        "hparams/piq_focalnet.yaml",
+        "--classifier_args=--pretrained=False",
+        "--piq_args=--interpreter_width=8 --codebook_size=12",
+        "--",
+        *overrides,
+    ]
+    result = run_script("cross_validate.py", args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(out / "cv_runs.csv") as handle:
+        runs = list(csv.DictReader(handle))
+    assert [(row["fold"], row["method"]) for row in runs] == [
+        ("4", "focalnet"),
+        ("4", "focalnet-piq"),
+        ("5", "focalnet"),
+        ("5", "focalnet-piq"),
+    ]
+    # Fold 4 is tested with fold 3 validating: its manifests say so.
+    manifest = json.loads((out / "fold4" / "seed1234" / "manifests" / "test.json").read_text())
+    assert {entry["fold"] for entry in manifest.values()} == {4}
+    with open(out / "cv_summary.csv") as handle:
+        summary = {row["method"]: row for row in csv.DictReader(handle)}
+    accs = [float(row["acc"]) for row in runs if row["method"] == "focalnet"]
+    assert float(summary["focalnet"]["acc_mean"]) == pytest.approx(sum(accs) / 2)
+    assert float(summary["focalnet"]["acc_std"]) == pytest.approx(abs(accs[0] - accs[1]) / 2**0.5)
+    assert (out / "cv_summary.png").is_file()
+    # A second call finds every run done and only aggregates again.
+    again = run_script("cross_validate.py", args)
+    assert again.returncode == 0 and again.stdout.count("done already") == 4
