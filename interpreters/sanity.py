@@ -64,7 +64,8 @@ def last_stage(embedding_model) -> torch.nn.Module:
     backbone = embedding_model.backbone
     if embedding_model.kind == "focalnet":
         return backbone.focalnet.encoder.stages[-1]
-    return backbone.encoder.layer[-1]
+    layers = backbone.layers if hasattr(backbone, "layers") else backbone.encoder.layer
+    return layers[-1]  # transformers 5 names the ViT layer list `layers`, 4 `encoder.layer`
 
 
 def randomised_copy(model, level: str, seed: int = 0):

@@ -12,7 +12,7 @@ from interpreters.deletion import deletion_insertion
 from interpreters.localisation import localisation_scores
 from interpreters.maps import quantile_mask
 from interpreters.metrics import probabilities
-from interpreters.sanity import spearman
+from interpreters.sanity import last_stage, randomised_copy, spearman
 from recipes.inference import AudioInterpreter
 
 
@@ -160,6 +160,21 @@ def test_spearman_known_answers():
     shuffled = a.flatten()[torch.tensor([1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10])].view(1, 3, 4)
     expected = 1 - 6 * 12 / (12 * (12**2 - 1))  # six swaps of neighbours: d^2 = 1 each x 12
     assert spearman(a, shuffled).item() == pytest.approx(expected, abs=1e-6)
+
+
+def test_randomisation_of_the_last_vit_layer(classifier_runs):
+    model = AudioInterpreter.from_run(classifier_runs["vit"])
+    randomised = randomised_copy(model, "last_stage")
+    original = dict(last_stage(model.embedding_model).named_parameters())
+    changed = [
+        name
+        for name, parameter in last_stage(randomised.embedding_model).named_parameters()
+        if not torch.equal(parameter, original[name])
+    ]
+    assert changed and torch.equal(
+        randomised.embedding_model.backbone.embeddings.patch_embeddings.projection.weight,
+        model.embedding_model.backbone.embeddings.patch_embeddings.projection.weight,
+    )
 
 
 def test_randomisation_sanity_check(classifier_runs, tmp_path):
