@@ -280,13 +280,18 @@ class AudioInterpreter:
         by_design = MAP_FUNCTIONS[self.kind](out["raw_map"])
         return scores, upsample_map(by_design, log_spec.shape[1:])
 
+    def effective_quantile(self, quantile: float | None = None) -> float | None:
+        """The q a by-design mask uses (``quantile``, else the default); None for PIQ."""
+        if self.interpreter is not None:
+            return None
+        return self.quantile if quantile is None else float(quantile)
+
     @torch.no_grad()
     def mask(self, log_spec: torch.Tensor, quantile: float | None = None):
         """``(scores, mask)`` for log-spectrograms [B, T, F]: PIQ's or the by-design one."""
         if self.interpreter is None:
             scores, upsampled = self.scores_and_map(log_spec)
-            q = self.quantile if quantile is None else quantile
-            return scores, quantile_mask(upsampled, q)
+            return scores, quantile_mask(upsampled, self.effective_quantile(quantile))
         out = self.embedding_model(to_image(log_spec))
         scores = self.classifier(out["embedding"].unsqueeze(1)).squeeze(1)
         grid = representation_grid(out["representation"], self.kind)
@@ -373,7 +378,7 @@ class AudioInterpreter:
         folder = Path(output_folder) if output_folder is not None else path.parent
         stem = f"{path.stem}_{self.method}"
         names = {kind: f"{stem}.{kind}" for kind in ("png", "wav", "json")}
-        q = None if self.interpreter is not None else (quantile or self.quantile)
+        q = self.effective_quantile(quantile)
         summary = {
             "audio": str(path),
             "duration_s": len(result["interpretation_wave"]) / SAMPLE_RATE,
@@ -427,7 +432,7 @@ class AudioInterpreter:
             "sources": list(names),
             "mode": mode,
             "method": self.method,
-            "quantile": None if self.interpreter is not None else (quantile or self.quantile),
+            "quantile": self.effective_quantile(quantile),
             "top": [{"class": name, "probability": p} for name, p in result["top"]],
             "outputs": {
                 "png": str(folder / f"{stem}.png"),
