@@ -17,8 +17,9 @@ from recipes.cli import load_hparams
 
 def main(argv=None):
     hparams, run_opts, _, _ = load_hparams(argv)
-    datasets, class_names = datasets_from_hparams(hparams)
-    hparams["class_names"] = class_names
+    datasets, labels = datasets_from_hparams(hparams)
+    hparams["labels"] = labels
+    hparams["class_names"] = [entry["class_name"] for entry in labels]
 
     brain = ClassifierBrain(
         modules=hparams["modules"],

@@ -23,10 +23,12 @@ def main(argv=None):
     hparams, run_opts, _, _ = load_hparams(argv)
     try:
         card = check_classifier_folder(hparams)  # before any data preparation
-        datasets, class_names = datasets_from_hparams(hparams)
+        datasets, labels = datasets_from_hparams(hparams)
+        class_names = [entry["class_name"] for entry in labels]
         load_frozen_classifier(hparams, card, class_names)
     except RunFolderError as error:
         sys.exit(f"train_piq.py: {error}")
+    hparams["labels"] = labels
     hparams["class_names"] = class_names
 
     brain = PIQBrain(

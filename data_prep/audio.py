@@ -170,7 +170,8 @@ def make_datasets(
 ) -> dict:
     """SpeechBrain data sets of the manifests written by ``data_prep.esc50.prepare_esc50``.
 
-    Each item provides ``id``, ``signal`` ([samples]), ``target`` (int, the ESC-50 target) and
+    Each item provides ``id``, ``signal`` ([samples]), ``label`` (int, the contiguous class index
+    the classifier predicts), ``target`` (int, the data set's own class id, e.g. ESC-50's) and
     ``class_name``. ``{data_root}`` in the manifests' paths is replaced by ``data_folder``.
 
     Arguments
@@ -201,6 +202,6 @@ def make_datasets(
             json_path=str(manifest),
             replacements={"data_root": str(data_folder)},
             dynamic_items=[audio_pipeline],
-            output_keys=["id", "signal", "target", "class_name"],
+            output_keys=["id", "signal", "label", "target", "class_name"],
         )
     return datasets

@@ -1,45 +1,104 @@
 """From a data folder to the three SpeechBrain data sets, shared by every training entry point.
 
 Order of work: write a synthetic set when asked and the folder holds none, download / verify ESC-50
-and write the manifests (``data_prep.esc50.prepare_esc50``, on the main process only), then build
-the data sets (``data_prep.audio.make_datasets``) and the class names by ESC-50 ``target``.
+and write the manifests and the label map (``data_prep.esc50.prepare_esc50``, on the main process
+only), then build the data sets (``data_prep.audio.make_datasets``). The number of classes, and so
+the classifier's output size, follows from the data: ``expected_n_classes`` tells it before
+anything is prepared, ``n_classes_mismatch`` words the refusal of a YAML value that differs.
 """
 
 from __future__ import annotations
 
-import json
 import logging
+import tempfile
+from pathlib import Path
 
 from speechbrain.utils.distributed import run_on_main
 
 from data_prep.audio import make_datasets
-from data_prep.esc50 import ESC50Error, has_esc50, prepare_esc50
+from data_prep.esc50 import (
+    SUBSETS,
+    ESC50Error,
+    data_label_map,
+    has_esc50,
+    prepare_esc50,
+    read_labels,
+)
 from data_prep.synthetic import generate_synthetic_esc50
 
 logger = logging.getLogger(__name__)
 
 
-def class_names_from_manifests(manifests: dict, n_classes: int) -> list[str]:
-    """Class names indexed by ESC-50 ``target`` (the label id), read from the manifests.
+DOWNLOADED_N_CLASSES = {"esc50": 50, "esc10": 10}  # what a fresh download of each subset holds
 
-    Raises ESC50Error when a target does not fit ``n_classes`` (the YAML key of that name).
-    Classes that appear in no manifest are named by their id.
+
+def n_classes_mismatch(n_classes, n_data: int, where: str) -> str | None:
+    """The one-line message when ``n_classes`` (a YAML key; None: from the data) differs from the
+    ``n_data`` classes of the data, else None.
+
+    Example
+    -------
+    >>> n_classes_mismatch(None, 10, "subset esc10 of data/ESC-10") is None
+    True
+    >>> print(n_classes_mismatch(50, 10, "subset esc10 of data/ESC-10"))
+    n_classes is 50 but subset esc10 of data/ESC-10 has 10 classes: drop --n_classes (it follows from the data) or set --n_classes=10
+    """  # noqa: E501
+    if n_classes is None or int(n_classes) == n_data:
+        return None
+    return (
+        f"n_classes is {n_classes} but {where} has {n_data} classes: drop --n_classes (it "
+        f"follows from the data) or set --n_classes={n_data}"
+    )
+
+
+def expected_n_classes(
+    data_folder, subset: str = "esc50", make_synthetic: bool = False, synthetic_n_classes: int = 10
+) -> tuple[int, str]:
+    """How many classes the data of a recipe will have, before anything is prepared.
+
+    From the CSV of ``data_folder`` when it holds one; else from what will be written there
+    (``synthetic_n_classes`` for a synthetic set, 50 or 10 for a download of ESC-50).
+
+    Returns
+    -------
+    n_classes : int
+    where : str
+        The data described in words, for messages.
     """
-    names = {}
-    for path in manifests.values():
-        with open(path) as handle:
-            for entry in json.load(handle).values():
-                names[int(entry["target"])] = entry["class_name"]
-    too_big = sorted(t for t in names if not 0 <= t < n_classes)
-    if too_big:
-        raise ESC50Error(
-            f"The manifests hold targets {too_big[:5]} but n_classes is {n_classes}: set "
-            f"--n_classes={max(names) + 1} (or check the data folder)."
+    if has_esc50(data_folder):
+        return len(data_label_map(data_folder, subset)), f"subset {subset} of {data_folder}"
+    if make_synthetic:
+        if subset != "esc50":
+            raise ESC50Error(
+                f"the synthetic data set has no ESC-10 rows: use subset: esc50 with "
+                f"make_synthetic_data (data folder {data_folder})"
+            )
+        return int(synthetic_n_classes), f"the synthetic data set to be written in {data_folder}"
+    if subset not in DOWNLOADED_N_CLASSES:
+        raise ESC50Error(f"subset must be one of {', '.join(SUBSETS)}, got {subset!r}")
+    return DOWNLOADED_N_CLASSES[subset], f"subset {subset} of ESC-50 (to be downloaded)"
+
+
+def writable_cache_folder(cache_folder, fallback):
+    """``cache_folder``, or ``fallback`` (with a logged message) when it cannot be written, e.g.
+    under a read-only data folder; None stays None (no cache)."""
+    if cache_folder is None:
+        return None
+    try:
+        Path(cache_folder).mkdir(parents=True, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=cache_folder, prefix=".write-test-")
+        probe.close()
+        return cache_folder
+    except OSError as error:
+        logger.warning(
+            "The resample cache %s cannot be written (%s): caching in %s instead (set "
+            "resample_cache to choose another folder, or null for no cache)",
+            cache_folder,
+            error.strerror or error,
+            fallback,
         )
-    missing = [t for t in range(n_classes) if t not in names]
-    if missing:
-        logger.warning("No clip of classes %s in any split; n_classes is %d", missing, n_classes)
-    return [names.get(t, str(t)) for t in range(n_classes)]
+        Path(fallback).mkdir(parents=True, exist_ok=True)
+        return fallback
 
 
 def prepare_datasets(
@@ -48,7 +107,7 @@ def prepare_datasets(
     train_folds,
     valid_folds,
     test_folds,
-    n_classes: int,
+    n_classes: int | None,
     url: str,
     download: bool = True,
     sample_rate: int = 16000,
@@ -58,11 +117,14 @@ def prepare_datasets(
     synthetic_n_classes: int = 10,
     synthetic_clips_per_class_per_fold: int = 8,
     seed: int = 0,
-) -> tuple[dict, list[str]]:
-    """Prepares the data and returns ``(datasets, class_names)``.
+    subset: str = "esc50",
+) -> tuple[dict, list[dict]]:
+    """Prepares the data and returns ``(datasets, labels)``.
 
     ``datasets`` maps "train", "valid", "test" to ``DynamicItemDataset`` objects providing
-    ``id``, ``signal``, ``target`` and ``class_name``.
+    ``id``, ``signal``, ``label``, ``target`` and ``class_name``; ``labels`` is the label map
+    (``data_prep.esc50.label_map``). ``n_classes`` (None: whatever the data hold) must equal the
+    number of labels, else ESC50Error.
     """
     if make_synthetic and not has_esc50(data_folder):
         logger.info("Writing a synthetic ESC-50-layout data set into %s", data_folder)
@@ -85,13 +147,25 @@ def prepare_datasets(
             "test_folds": test_folds,
             "url": url,
             "download": download,
+            "subset": subset,
         },
     )
     # Every process reads the manifests the main process wrote (prepare skips: same options).
     manifests = prepare_esc50(
-        data_folder, manifest_folder, train_folds, valid_folds, test_folds, url, download=False
+        data_folder,
+        manifest_folder,
+        train_folds,
+        valid_folds,
+        test_folds,
+        url,
+        download=False,
+        subset=subset,
     )
-    class_names = class_names_from_manifests(manifests, n_classes)
+    labels = read_labels(manifest_folder)
+    cache_folder = writable_cache_folder(cache_folder, Path(manifest_folder).parent / "cache_16k")
+    mismatch = n_classes_mismatch(n_classes, len(labels), f"subset {subset} of {data_folder}")
+    if mismatch:
+        raise ESC50Error(mismatch)
     datasets = make_datasets(
         manifests,
         data_folder,
@@ -99,17 +173,17 @@ def prepare_datasets(
         duration=duration,
         cache_folder=cache_folder,
     )
-    return datasets, class_names
+    return datasets, labels
 
 
-def datasets_from_hparams(hparams: dict) -> tuple[dict, list[str]]:
+def datasets_from_hparams(hparams: dict) -> tuple[dict, list[dict]]:
     """``prepare_datasets`` with the arguments read from a recipe's hyperparameters.
 
     Every training entry point calls this, so the YAML keys it reads (``data_folder``,
     ``manifest_folder``, ``train_folds``, ``valid_folds``, ``test_folds``, ``n_classes``,
     ``esc50_url``, ``download``, ``sample_rate``, ``clip_seconds``, ``resample_cache``,
     ``make_synthetic_data``, ``synthetic_n_classes``, ``synthetic_clips_per_class_per_fold``,
-    ``seed``) mean the same in every recipe.
+    ``seed``, ``subset``) mean the same in every recipe. Returns ``(datasets, labels)``.
     """
     return prepare_datasets(
         data_folder=hparams["data_folder"],
@@ -127,4 +201,5 @@ def datasets_from_hparams(hparams: dict) -> tuple[dict, list[str]]:
         synthetic_n_classes=hparams["synthetic_n_classes"],
         synthetic_clips_per_class_per_fold=hparams["synthetic_clips_per_class_per_fold"],
         seed=hparams["seed"],
+        subset=hparams.get("subset", "esc50"),
     )

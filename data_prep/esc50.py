@@ -7,7 +7,13 @@ not there yet (resumable, integrity-checked, extracted safely), checks that ever
 present and decodable, and writes one JSON manifest per split::
 
     {"1-100032-A-0": {"path": "{data_root}/audio/1-100032-A-0.wav", "class_name": "dog",
-                      "target": 0, "fold": 1, "duration": 5.0}, ...}
+                      "label": 0, "target": 0, "fold": 1, "duration": 5.0}, ...}
+
+``subset`` selects the clips: ``esc50`` (every row of the CSV) or ``esc10`` (the rows whose
+``esc10`` column is True). The selected rows' ``target`` ids, whatever they are (ESC-10's are 0, 1,
+10, 11, 12, 20, 21, 38, 40, 41), are mapped to contiguous labels ``0..K-1`` in increasing order of
+``target`` (``label_map``); the map is written to ``labels.json`` beside the manifests. The same
+holds for any folder in ESC-50's layout (a user's own sounds: any category names, any target ids).
 
 ``{data_root}`` is filled in by ``DynamicItemDataset.from_json(..., replacements={"data_root":
 data_folder})``, so the manifests do not depend on where the data live. Every problem with the
@@ -47,12 +53,14 @@ ESC50_COMMIT = "5983fb0c35e751b452e7c562d9207f27b76ddf0d"  # pinned commit of ka
 ESC50_URL = f"https://github.com/karolpiczak/ESC-50/archive/{ESC50_COMMIT}.zip"
 CSV_COLUMNS = ("filename", "fold", "target", "category", "esc10", "src_file", "take")
 DEFAULT_FOLDS = {"train": (1, 2, 3), "valid": (4,), "test": (5,)}
+SUBSETS = ("esc50", "esc10")  # every row of the CSV, or the rows whose esc10 column is True
+LABELS_FILE = "labels.json"  # the label map, beside the manifests
 N_FOLDS = 5
 ARCHIVE_NAME = "ESC-50.zip"
 SPLITS = ("train", "valid", "test")
 OPTIONS_FILE = "prepare_options.json"
 STAGING_PREFIX = ".esc50-extract-"  # temporary extraction folders inside data_folder
-MANIFEST_FORMAT = 1  # bump when the manifest entries change, so that old manifests are rebuilt
+MANIFEST_FORMAT = 2  # bump when the manifest entries change, so that old manifests are rebuilt
 _LIST_LIMIT = 5  # how many offending files an error message names
 
 
@@ -471,6 +479,109 @@ def verify_audio_files(data_folder, rows) -> dict[str, float]:
     return durations
 
 
+_TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no", "")
+
+
+def select_subset(rows: list[dict], subset: str, csv_path=None) -> list[dict]:
+    """The rows of ``subset``: all of them (``esc50``) or those whose ``esc10`` column is True.
+
+    Arguments
+    ---------
+    rows : list of dict
+        Rows of ``read_metadata``.
+    subset : str
+        One of ``SUBSETS``.
+    csv_path : str or Path, optional
+        The CSV the rows come from (named in error messages).
+
+    Example
+    -------
+    >>> rows = [{"filename": "a.wav", "esc10": "True"}, {"filename": "b.wav", "esc10": "False"}]
+    >>> [row["filename"] for row in select_subset(rows, "esc10")]
+    ['a.wav']
+    >>> len(select_subset(rows, "esc50"))
+    2
+    """
+    source = csv_path or "meta/esc50.csv"
+    if subset not in SUBSETS:
+        raise ESC50Error(f"subset must be one of {', '.join(SUBSETS)}, got {subset!r}")
+    if subset == "esc50":
+        return list(rows)
+    selected = []
+    for row in rows:
+        value = str(row.get("esc10") or "").strip().lower()
+        if value not in _TRUE + _FALSE:
+            raise ESC50Error(
+                f"{source}: the esc10 column of {row['filename']} is {row.get('esc10')!r}, not "
+                "True or False; fix the CSV or use subset: esc50"
+            )
+        if value in _TRUE:
+            selected.append(row)
+    if not selected:
+        raise ESC50Error(
+            f"{source} has no row whose esc10 column is True, so subset esc10 is empty; use "
+            "subset: esc50 or a data folder of ESC-50 / ESC-10"
+        )
+    return selected
+
+
+def label_map(rows: list[dict], csv_path=None) -> list[dict]:
+    """Contiguous labels for the targets of ``rows``, in increasing order of ``target``.
+
+    Each target must have one class name, and each class name one target.
+
+    Returns
+    -------
+    list of dict
+        ``[{"label": 0, "target": t0, "class_name": name0}, ...]``, one entry per class.
+
+    Example
+    -------
+    >>> rows = [{"filename": "a", "target": 41, "category": "chainsaw"},
+    ...         {"filename": "b", "target": 0, "category": "dog"},
+    ...         {"filename": "c", "target": 41, "category": "chainsaw"}]
+    >>> label_map(rows)
+    [{'label': 0, 'target': 0, 'class_name': 'dog'}, {'label': 1, 'target': 41, 'class_name': 'chainsaw'}]
+    """  # noqa: E501
+    source = csv_path or "meta/esc50.csv"
+    names, first_file = {}, {}
+    for row in rows:
+        target, name = int(row["target"]), str(row["category"]).strip()
+        if not name:
+            raise ESC50Error(f"{source}: {row['filename']} has an empty category; fix the CSV")
+        if names.setdefault(target, name) != name:
+            raise ESC50Error(
+                f"{source}: target {target} is named both {names[target]!r} "
+                f"({first_file[target]}) and {name!r} ({row['filename']}); one target, one name"
+            )
+        first_file.setdefault(target, row["filename"])
+    by_name = {}
+    for target, name in names.items():
+        if name in by_name:
+            raise ESC50Error(
+                f"{source}: class {name!r} has two targets, {by_name[name]} and {target}; give "
+                "each class one target"
+            )
+        by_name[name] = target
+    return [
+        {"label": label, "target": target, "class_name": names[target]}
+        for label, target in enumerate(sorted(names))
+    ]
+
+
+def read_labels(save_folder) -> list[dict]:
+    """The label map ``prepare_esc50`` wrote beside the manifests (see ``label_map``)."""
+    path = Path(save_folder) / LABELS_FILE
+    if not path.is_file():
+        raise ESC50Error(f"{path} not found: prepare the data first (prepare_esc50)")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def data_label_map(data_folder, subset: str = "esc50") -> list[dict]:
+    """The label map of ``subset`` of the data set in ``data_folder`` (from its CSV alone)."""
+    return label_map(select_subset(read_metadata(data_folder), subset, _csv_path(data_folder)))
+
+
 def _as_folds(name: str, folds) -> list[int]:
     """The folds of one split as a sorted list of distinct ints, or ESC50Error."""
     if isinstance(folds, numbers.Integral) and not isinstance(folds, bool):
@@ -551,11 +662,14 @@ def prepare_esc50(
     test_folds=DEFAULT_FOLDS["test"],
     url: str = ESC50_URL,
     download: bool = True,
+    subset: str = "esc50",
 ) -> dict[str, Path]:
     """Writes the train, valid and test manifests of ESC-50, downloading it when needed.
 
-    Manifests are rebuilt only when the options (data folder, folds) differ from those of the
-    previous run recorded in ``<save_folder>/prepare_options.json``, or a manifest is missing.
+    Manifests are rebuilt only when the options (data folder, folds, subset) differ from those of
+    the previous run recorded in ``<save_folder>/prepare_options.json``, or a file is missing.
+    The label map of the subset (``label_map`` over all its rows, whatever the folds) goes to
+    ``<save_folder>/labels.json``; each manifest entry holds its ``label`` and ``target``.
 
     Arguments
     ---------
@@ -569,6 +683,8 @@ def prepare_esc50(
         The archive downloaded when ``data_folder`` holds no ESC-50.
     download : bool
         Whether to download ESC-50 when it is missing (else ESC50Error).
+    subset : str
+        ``esc50`` (every clip) or ``esc10`` (the clips whose ``esc10`` column is True).
 
     Returns
     -------
@@ -576,6 +692,8 @@ def prepare_esc50(
         ``{"train": Path, "valid": Path, "test": Path}``: the manifests.
     """
     folds = _normalise_folds(train_folds, valid_folds, test_folds)
+    if subset not in SUBSETS:
+        raise ESC50Error(f"subset must be one of {', '.join(SUBSETS)}, got {subset!r}")
     data_folder = Path(data_folder).expanduser().resolve()
     save_folder = Path(save_folder).expanduser()
     manifests = {split: save_folder / f"{split}.json" for split in SPLITS}
@@ -583,9 +701,11 @@ def prepare_esc50(
     options = {
         "format": MANIFEST_FORMAT,
         "data_folder": str(data_folder),
+        "subset": subset,
         **{f"{split}_folds": folds[split] for split in SPLITS},
     }
-    if options_path.is_file() and all(path.is_file() for path in manifests.values()):
+    labels_path = save_folder / LABELS_FILE
+    if options_path.is_file() and all(p.is_file() for p in [*manifests.values(), labels_path]):
         try:
             previous = json.loads(options_path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
@@ -602,13 +722,15 @@ def prepare_esc50(
                 "data_folder at a copy of ESC-50 or allow the download (download=True)"
             )
         download_esc50(data_folder, url)
-    rows = read_metadata(data_folder)
+    rows = select_subset(read_metadata(data_folder), subset, _csv_path(data_folder))
+    labels = label_map(rows, _csv_path(data_folder))
+    label_of = {entry["target"]: entry["label"] for entry in labels}
     selected = {split: [row for row in rows if row["fold"] in folds[split]] for split in SPLITS}
     for split in SPLITS:
         if not selected[split]:
             raise ESC50Error(
-                f"the {split} split is empty: the CSV {_csv_path(data_folder)} has no clip in "
-                f"folds {folds[split]}; choose other {split}_folds"
+                f"the {split} split is empty: the CSV {_csv_path(data_folder)} has no clip of "
+                f"subset {subset} in folds {folds[split]}; choose other {split}_folds"
             )
     durations = verify_audio_files(
         data_folder, [row for split in SPLITS for row in selected[split]]
@@ -621,13 +743,15 @@ def prepare_esc50(
         for row in selected[split]:
             entries[Path(row["filename"]).stem] = {
                 "path": "{data_root}/audio/" + row["filename"],
-                "class_name": row["category"],
+                "class_name": row["category"].strip(),
+                "label": label_of[row["target"]],
                 "target": row["target"],
                 "fold": row["fold"],
                 "duration": durations[row["filename"]],
             }
         _write_json_atomic(manifests[split], entries)
         logger.info("Wrote %s: %d clips (folds %s)", manifests[split], len(entries), folds[split])
+    _write_json_atomic(labels_path, labels)
     _write_json_atomic(options_path, options)
     return manifests
 

@@ -52,7 +52,7 @@ def sweep_quantiles(
         Provides ``features``, ``scores_and_map(log_spec)``, ``classify(log_spec)``,
         ``cosine_scores(log_spec)`` (differentiable), ``class_names`` and ``device``.
     batches : iterable
-        SpeechBrain ``PaddedBatch`` objects with ``signal`` and ``target``.
+        SpeechBrain ``PaddedBatch`` objects with ``signal`` and ``label``.
     quantiles : sequence of float
         The q values.
     baselines : sequence of str
@@ -77,7 +77,7 @@ def sweep_quantiles(
     generator = torch.Generator().manual_seed(seed)
     for batch in batches:
         wavs = batch.signal.data.to(model.device)
-        targets = batch.target.to(model.device)
+        labels = batch.label.to(model.device)
         log_spec, _ = model.features(wavs)
         scores, upsampled = model.scores_and_map(log_spec)
         maps = {"focal": upsampled}
@@ -87,7 +87,7 @@ def sweep_quantiles(
             mask = quantile_mask(maps[method], q)
             result = interpretation_scores(model.classify, log_spec, mask, scores=scores)
             accumulator.update(
-                targets, result["pred"], result["fid_i"], result["fa"], result["fa_mask_in"]
+                labels, result["pred"], result["fid_i"], result["fa"], result["fa_mask_in"]
             )
     rows = []
     for (method, q), accumulator in accumulators.items():

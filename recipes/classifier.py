@@ -45,6 +45,7 @@ class ClassifierBrain(InterpretationScoring, sb.Brain):
                 vars(self.hparams),
                 self.hparams.class_names,
                 self.hparams.embedding_model.embedding_size,
+                labels=getattr(self.hparams, "labels", None),
             )
             write_model_card(self.hparams.output_folder, card)
 
@@ -68,10 +69,10 @@ class ClassifierBrain(InterpretationScoring, sb.Brain):
     def compute_objectives(self, predictions, batch, stage):
         """Angular-margin loss; validation/test error; test interpretation metrics."""
         scores = predictions["scores"]
-        targets = batch.target.to(self.device).unsqueeze(1)  # [B, 1]
-        loss = self.hparams.compute_cost(scores, targets)
+        labels = batch.label.to(self.device).unsqueeze(1)  # [B, 1]
+        loss = self.hparams.compute_cost(scores, labels)
         if stage != sb.Stage.TRAIN:
-            self.error_metrics.append(batch.id, scores, targets)
+            self.error_metrics.append(batch.id, scores, labels)
         if stage == sb.Stage.TEST:
             self._interpret_batch(predictions, batch)
         return loss

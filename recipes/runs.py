@@ -2,9 +2,11 @@
 
 A ``train_classifier.py`` run writes ``model.json`` into its output folder before training: what
 is needed to rebuild the classifier's architecture without its YAML (backbone, config overrides,
-number of classes, head width, class names in label order). ``train_piq.py`` (and later tools)
-check a run folder against their own settings with ``check_model_card`` and load the checkpoint
-with the lowest validation error with ``load_classifier_checkpoint``.
+number of classes, head width, class names in label order) and the label map of its data
+(``labels``: label, the data set's target id and class name of each output; ``subset``).
+``train_piq.py`` (and later tools) check a run folder against their own settings with
+``check_model_card`` and load the checkpoint with the lowest validation error with
+``load_classifier_checkpoint``.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import os
 from pathlib import Path
 
 from data_prep.audio import make_datasets
+from recipes.labels import default_labels
 from recipes.models import build_embedder, build_head
 from recipes.training import AtomicCheckpointer
 
@@ -36,18 +39,28 @@ def _plain(value):
     return value
 
 
-def model_card(hparams: dict, class_names: list[str], embedding_size: int) -> dict:
+def model_card(
+    hparams: dict, class_names: list[str], embedding_size: int, labels: list[dict] | None = None
+) -> dict:
     """The model card of a classifier run, from its hyperparameters.
+
+    ``labels`` is the data's label map (``data_prep.esc50.label_map``); without it each label is
+    its own target.
 
     Example
     -------
     >>> hparams = {"backbone": "vit", "backbone_config": {"hidden_size": 32}, "n_classes": 2,
     ...            "head_neurons": 192, "source": "google/vit-base-patch16-224",
     ...            "pretrained": False, "sample_rate": 16000, "clip_seconds": 5.0,
-    ...            "data_folder": "data", "manifest_folder": "m", "quantile": 0.9}
-    >>> card = model_card(hparams, ["dog", "rain"], embedding_size=32)
-    >>> card["backbone"], card["class_names"], card["embedding_size"]
-    ('vit', ['dog', 'rain'], 32)
+    ...            "data_folder": "data", "manifest_folder": "m", "quantile": 0.9,
+    ...            "subset": "esc10"}
+    >>> labels = [{"label": 0, "target": 0, "class_name": "dog"},
+    ...           {"label": 1, "target": 10, "class_name": "rain"}]
+    >>> card = model_card(hparams, ["dog", "rain"], embedding_size=32, labels=labels)
+    >>> card["backbone"], card["class_names"], card["embedding_size"], card["subset"]
+    ('vit', ['dog', 'rain'], 32, 'esc10')
+    >>> card["labels"][1]
+    {'label': 1, 'target': 10, 'class_name': 'rain'}
     """
     card = {key: _plain(hparams[key]) for key in ARCHITECTURE_KEYS}
     card.update(
@@ -57,6 +70,8 @@ def model_card(hparams: dict, class_names: list[str], embedding_size: int) -> di
         sample_rate=hparams["sample_rate"],
         clip_seconds=hparams["clip_seconds"],
         class_names=list(class_names),
+        subset=hparams.get("subset", "esc50"),
+        labels=_plain(labels) if labels is not None else default_labels(class_names),
         embedding_size=int(embedding_size),
         data_folder=str(Path(hparams["data_folder"]).resolve()),
         manifest_folder=str(Path(hparams["manifest_folder"]).resolve()),

@@ -26,6 +26,7 @@ from speechbrain.utils.distributed import ddp_barrier, if_main_process
 
 from interpreters.metrics import MetricsAccumulator, interpretation_scores, write_metrics_json
 from interpreters.outputs import save_confusion_matrix_png, save_interpretations
+from recipes.labels import default_labels
 
 logger = logging.getLogger(__name__)
 
@@ -245,9 +246,9 @@ class InterpretationScoring(DistributedRecipe):
         WAV under ``output_folder/interpretations`` (main process only).
         """
         result = interpretation_scores(self.classify, log_spec, mask, scores=scores)
-        targets = batch.target.to(self.device)
+        labels = batch.label.to(self.device)
         self.interp_metrics.update(
-            targets, result["pred"], result["fid_i"], result["fa"], result["fa_mask_in"]
+            labels, result["pred"], result["fid_i"], result["fa"], result["fa_mask_in"]
         )
         n_left = self.hparams.n_interpretations - self.n_saved
         if save and n_left > 0 and sb.utils.distributed.if_main_process():
@@ -259,7 +260,7 @@ class InterpretationScoring(DistributedRecipe):
                 phase[keep],
                 mask[keep],
                 result["x_int"][keep],
-                targets[keep],
+                labels[keep],
                 result["pred"][keep],
                 self.hparams.class_names,
                 self.modules.features,
@@ -277,8 +278,15 @@ class InterpretationScoring(DistributedRecipe):
         return self.interp_metrics.summary(**kwargs)
 
     def write_test_results(self, quantile, n_params, extra) -> dict:
-        """Logs the test metrics; writes test_metrics.json and confusion_matrix.png."""
-        summary = self.interpretation_summary(quantile=quantile, n_params=n_params, extra=extra)
+        """Logs the test metrics; writes test_metrics.json and confusion_matrix.png.
+
+        The JSON also records the label map (``labels``: label, target id and class name of each
+        row of the confusion matrix).
+        """
+        labels = getattr(self.hparams, "labels", None) or default_labels(self.hparams.class_names)
+        summary = self.interpretation_summary(
+            quantile=quantile, n_params=n_params, extra={**extra, "labels": labels}
+        )
         self.hparams.train_logger.log_stats(
             stats_meta={"Epoch loaded": self.hparams.epoch_counter.current},
             test_stats={

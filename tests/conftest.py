@@ -9,9 +9,23 @@ from recipe_runs import run_script, tiny_args
 from data_prep.synthetic import generate_synthetic_esc50
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-REAL_SUBSET = Path(
-    os.environ.get("ESC50_SUBSET", REPO_ROOT.parent / "shared" / "data" / "ESC-50-subset")
-)
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+REAL_SUBSET = Path(os.environ.get("ESC50_SUBSET", SHARED_DATA / "ESC-50-subset"))
+REAL_ESC10 = Path(os.environ.get("ESC10_FOLDER", SHARED_DATA / "ESC-10"))
+
+
+def require_shared_data(folder: Path, what: str) -> Path:
+    """``folder`` when it holds a data set; else a failure under ``CI=true`` (CI always has
+    ../shared beside the clone), a skip elsewhere."""
+    if (folder / "meta" / "esc50.csv").is_file():
+        return folder
+    message = (
+        f"{what} not found at {folder}: put the project's shared data beside the clone "
+        "(../shared/data, see its README) or set the path in the environment"
+    )
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(message)
+    pytest.skip(message)
 
 
 @pytest.fixture(scope="session")
@@ -24,10 +38,14 @@ def synthetic_esc50(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def real_subset():
-    """The real ESC-50 subset of ../shared/data (414 clips); skips when it is absent."""
-    if not (REAL_SUBSET / "meta" / "esc50.csv").is_file():
-        pytest.skip(f"real ESC-50 subset not found at {REAL_SUBSET}")
-    return REAL_SUBSET
+    """The real ESC-50 subset of ../shared/data (414 WAVs); see ``require_shared_data``."""
+    return require_shared_data(REAL_SUBSET, "The real ESC-50 subset (ESC50_SUBSET)")
+
+
+@pytest.fixture(scope="session")
+def real_esc10():
+    """The complete real ESC-10 of ../shared/data (400 OGGs); see ``require_shared_data``."""
+    return require_shared_data(REAL_ESC10, "The real ESC-10 (ESC10_FOLDER)")
 
 
 @pytest.fixture(scope="session")

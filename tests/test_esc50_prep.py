@@ -245,7 +245,7 @@ def test_fold_lists_from_yaml_numpy_or_scalars_are_accepted():
 
 def test_empty_split_raises(data_copy, tmp_path):
     _rewrite_csv(data_copy, lambda lines: [ln for ln in lines if not ln.startswith("5-")])
-    with pytest.raises(ESC50Error, match=r"test split is empty.*no clip in folds \[5\]"):
+    with pytest.raises(ESC50Error, match=r"test split is empty.*subset esc50 in folds \[5\]"):
         prepare_esc50(data_copy, tmp_path / "save", download=False)
 
 
