@@ -7,8 +7,9 @@ A by-design map is read off the classifier's own forward pass (no extra training
 - ViT: the last layer's CLS-to-patch attention averaged over heads (paper, section 3.2).
 
 The map is upsampled to the log-spectrogram's ``[time, freq]`` grid and thresholded at its
-per-clip ``q``-quantile (paper, eq. 5): ``mask = 1`` where ``map >= quantile_q(map)``, else 0.
-The interpretation is ``mask * log_spec``.
+per-clip ``q``-quantile (paper, eq. 5): ``mask = 1`` on the ``1 - q`` share of the cells where the
+map is highest (exactly ``round((1 - q) * cells)`` cells, ties in a fixed order), else 0. The
+interpretation is ``mask * log_spec``.
 
 Example
 -------
@@ -30,7 +31,6 @@ import torch
 import torch.nn.functional as F
 
 SPECTROGRAM_SIZE = (431, 513)  # [time, freq] of a 5 s clip at 16 kHz (recipes/features.py)
-_QUANTILE_MAX_NUMEL = 2**24  # torch.quantile's input-size limit per call
 
 
 def modulation_map(modulator: torch.Tensor) -> torch.Tensor:
@@ -136,29 +136,60 @@ def upsample_map(map: torch.Tensor, size: tuple[int, int] = SPECTROGRAM_SIZE) ->
     return upsampled.squeeze(1)
 
 
-def _sorted_quantile(flat: torch.Tensor, quantile: float) -> torch.Tensor:
-    """``torch.quantile(flat, quantile, dim=1)`` (linear interpolation) without a size limit."""
-    values = flat.sort(dim=1).values
-    position = quantile * (flat.shape[1] - 1)
-    low = math.floor(position)
-    high = min(low + 1, flat.shape[1] - 1)
-    fraction = position - low
-    return values[:, low] + fraction * (values[:, high] - values[:, low])
+_TIE_ORDER_SEED = 20231004  # fixed: the same tie order for every clip, run and machine
+_tie_orders: dict[int, torch.Tensor] = {}
 
 
-def quantile_mask(map: torch.Tensor, quantile: float) -> torch.Tensor:
-    """Binary interpretation mask: 1 where the map reaches its per-clip ``q``-quantile (eq. 5).
+def tie_order(n_cells: int) -> torch.Tensor:
+    """A fixed pseudo-random permutation of ``n_cells`` positions: the order in which cells of
+    equal map value are kept. Spread over the spectrogram, so that ties (digital silence, cells
+    that a map cannot tell apart) are not all taken from one corner of it.
 
-    The quantile is computed per clip over all its ``time x freq`` values, in float32, with
-    ``torch.quantile``'s default linear interpolation. About a ``1 - q`` share of each clip is
-    kept (exactly, up to ties); ``q = 0`` keeps everything and ``q = 1`` keeps the maximum.
+    Example
+    -------
+    >>> torch.equal(tie_order(6), tie_order(6)), sorted(tie_order(6).tolist())
+    (True, [0, 1, 2, 3, 4, 5])
+    """
+    if n_cells not in _tie_orders:
+        generator = torch.Generator().manual_seed(_TIE_ORDER_SEED)
+        _tie_orders[n_cells] = torch.randperm(n_cells, generator=generator)
+    return _tie_orders[n_cells]
+
+
+def kept_cells(n_cells, quantile: float) -> torch.Tensor:
+    """How many cells a mask at quantile order ``q`` keeps: ``round((1 - q) * n_cells)``,
+    rounded half up (``n_cells`` an int or a tensor of per-clip counts).
+
+    Example
+    -------
+    >>> kept_cells(221103, 0.9).item(), kept_cells(10, 0.25).item(), kept_cells(10, 1.0).item()
+    (22110, 8, 0)
+    """
+    n_cells = torch.as_tensor(n_cells)
+    return torch.floor((1.0 - float(quantile)) * n_cells.double() + 0.5).long()
+
+
+def quantile_mask(
+    map: torch.Tensor, quantile: float, valid: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Binary interpretation mask: the cells where the map is highest, a ``1 - q`` share (eq. 5).
+
+    The paper keeps the cells at or above the map's per-clip q-quantile; with ties (a map that is
+    flat over digital silence, cells a map never reaches) that keeps more than a ``1 - q`` share,
+    up to the whole clip. Here exactly ``round((1 - q) * n)`` of a clip's ``n`` cells are kept:
+    the cells in decreasing order of the map, cells of equal value in a fixed pseudo-random order
+    (``tie_order``), so the mask is deterministic and same-area masks of different methods keep
+    the same area. ``q = 0`` keeps every cell, ``q = 1`` none.
 
     Arguments
     ---------
     map : torch.Tensor
-        Upsampled map [batch, time, freq] (any float dtype).
+        Upsampled map [batch, time, freq] (any float dtype; compared in float32).
     quantile : float
         The quantile order ``q`` in [0, 1] (0.9 in the paper).
+    valid : torch.Tensor, optional
+        Boolean [batch, time, freq]: the cells that count (e.g. not the zero padding of a long
+        file's last window). The share is taken of each clip's valid cells; other cells are 0.
 
     Returns
     -------
@@ -176,6 +207,8 @@ def quantile_mask(map: torch.Tensor, quantile: float) -> torch.Tensor:
     >>> quantile_mask(map, quantile=0.5)
     tensor([[[0., 0., 0., 0., 0.],
              [1., 1., 1., 1., 1.]]])
+    >>> int(quantile_mask(torch.zeros(1, 4, 5), quantile=0.9).sum())  # ties: still 2 of 20
+    2
     >>> quantile_mask(map, quantile=1.5)
     Traceback (most recent call last):
     ...
@@ -186,19 +219,27 @@ def quantile_mask(map: torch.Tensor, quantile: float) -> torch.Tensor:
         raise ValueError(f"quantile must be in [0, 1], got {quantile}")
     if map.dim() != 3:
         raise ValueError(f"map must be [batch, time, freq], got shape {tuple(map.shape)}")
-    flat = map.float().reshape(map.shape[0], -1)  # [B, T * F]
-    n_values = flat.shape[1]
+    if valid is not None and valid.shape != map.shape:
+        raise ValueError(f"valid must have the map's shape {tuple(map.shape)}, got {valid.shape}")
+    flat = map.float().reshape(map.shape[0], -1)  # [B, N]
     if flat.numel() == 0:
         return torch.zeros_like(map, dtype=torch.float32)
-    if n_values > _QUANTILE_MAX_NUMEL:
-        thresholds = _sorted_quantile(flat, quantile)
+    n_cells = flat.shape[1]
+    order = tie_order(n_cells).to(flat.device)
+    shuffled = flat[:, order]  # ties keep this order in the stable sort below
+    if valid is None:
+        n_kept = kept_cells(n_cells, quantile).expand(flat.shape[0]).to(flat.device)
     else:
-        # torch.quantile accepts at most 2**24 elements per call: go by chunks of clips.
-        clips_per_call = max(1, _QUANTILE_MAX_NUMEL // n_values)
-        thresholds = torch.cat(
-            [torch.quantile(chunk, quantile, dim=1) for chunk in flat.split(clips_per_call, dim=0)]
-        )
-    return (flat >= thresholds.unsqueeze(1)).float().reshape(map.shape)
+        valid_shuffled = valid.reshape(flat.shape[0], -1)[:, order].to(flat.device)
+        shuffled = shuffled.masked_fill(~valid_shuffled, float("-inf"))
+        n_kept = kept_cells(valid_shuffled.sum(dim=1), quantile).to(flat.device)
+    ranking = shuffled.argsort(dim=1, descending=True, stable=True)  # [B, N] positions
+    rank = torch.empty_like(ranking)
+    rank.scatter_(1, ranking, torch.arange(n_cells, device=flat.device).expand_as(ranking))
+    kept_shuffled = rank < n_kept.unsqueeze(1)
+    mask = torch.empty_like(kept_shuffled)
+    mask[:, order] = kept_shuffled
+    return mask.float().reshape(map.shape)
 
 
 MAP_FUNCTIONS = {"focalnet": modulation_map, "vit": attention_map}

@@ -22,18 +22,40 @@ import torch
 LEVELS = ("none", "head", "last_stage")
 
 
-def _ranks(values: torch.Tensor) -> torch.Tensor:
-    """Ranks of each row of ``values`` [B, N] (ties broken by position)."""
-    order = values.argsort(dim=1)
-    ranks = torch.empty_like(order, dtype=torch.float64)
-    positions = torch.arange(values.shape[1], dtype=torch.float64).expand_as(ranks)
-    return ranks.scatter_(1, order, positions)
+def average_ranks(values: torch.Tensor) -> torch.Tensor:
+    """Ranks (1..N) of each row of ``values`` [B, N]; tied values share the mean of their ranks
+    (scipy's ``rankdata(method="average")``), so a tied block carries no order of its own.
+
+    Example
+    -------
+    >>> average_ranks(torch.tensor([[10.0, 20.0, 20.0, 5.0]])).tolist()
+    [[2.0, 3.5, 3.5, 1.0]]
+    """
+    sorted_values, order = values.sort(dim=1, stable=True)
+    ranks = torch.empty(values.shape, dtype=torch.float64, device=values.device)
+    for row in range(values.shape[0]):
+        _, group, counts = torch.unique_consecutive(
+            sorted_values[row], return_inverse=True, return_counts=True
+        )
+        ends = counts.cumsum(0).double()  # last position (1-based) of each group of ties
+        mean_rank = ends - (counts.double() - 1) / 2
+        ranks[row, order[row]] = mean_rank[group]
+    return ranks
 
 
 def spearman(map_1: torch.Tensor, map_2: torch.Tensor) -> torch.Tensor:
-    """Spearman rank correlation of two maps per clip; [B, ...] each -> [B]."""
-    ranks_1 = _ranks(map_1.flatten(1).double())
-    ranks_2 = _ranks(map_2.flatten(1).double())
+    """Spearman rank correlation of two maps per clip; [B, ...] each -> [B].
+
+    The Pearson correlation of the average ranks (``average_ranks``), as scipy's ``spearmanr``.
+
+    Example
+    -------
+    >>> x, y = torch.tensor([[0.0, 0, 0, 1, 2]]), torch.tensor([[0.0, 0, 0, 2, 1]])
+    >>> spearman(x, y).tolist()  # scipy.stats.spearmanr gives 0.875
+    [0.875]
+    """
+    ranks_1 = average_ranks(map_1.flatten(1).double())
+    ranks_2 = average_ranks(map_2.flatten(1).double())
     ranks_1 = ranks_1 - ranks_1.mean(dim=1, keepdim=True)
     ranks_2 = ranks_2 - ranks_2.mean(dim=1, keepdim=True)
     norm = ranks_1.norm(dim=1) * ranks_2.norm(dim=1)

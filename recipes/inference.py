@@ -287,11 +287,15 @@ class AudioInterpreter:
         return self.quantile if quantile is None else float(quantile)
 
     @torch.no_grad()
-    def mask(self, log_spec: torch.Tensor, quantile: float | None = None):
-        """``(scores, mask)`` for log-spectrograms [B, T, F]: PIQ's or the by-design one."""
+    def mask(self, log_spec: torch.Tensor, quantile: float | None = None, valid=None):
+        """``(scores, mask)`` for log-spectrograms [B, T, F]: PIQ's or the by-design one.
+
+        ``valid`` (boolean [B, T, F], optional): the cells a by-design mask's quantile counts
+        (see ``interpreters.maps.quantile_mask``); PIQ's soft mask ignores it.
+        """
         if self.interpreter is None:
             scores, upsampled = self.scores_and_map(log_spec)
-            return scores, quantile_mask(upsampled, self.effective_quantile(quantile))
+            return scores, quantile_mask(upsampled, self.effective_quantile(quantile), valid)
         out = self.embedding_model(to_image(log_spec))
         scores = self.classifier(out["embedding"].unsqueeze(1)).squeeze(1)
         grid = representation_grid(out["representation"], self.kind)
@@ -324,7 +328,12 @@ class AudioInterpreter:
         peaks = windows.abs().amax(dim=1, keepdim=True)
         normalised = windows / peaks.clamp_min(torch.finfo(windows.dtype).tiny)
         log_spec, phase = self.features(normalised)
-        scores, mask = self.mask(log_spec, quantile)
+        last_frames = self.signal_frames(n_samples - (n_windows - 1) * self.clip_samples)
+        valid = None
+        if last_frames < log_spec.shape[1]:  # the zero padding does not count in the quantile
+            valid = torch.ones(log_spec.shape, dtype=torch.bool, device=log_spec.device)
+            valid[-1, last_frames:] = False
+        scores, mask = self.mask(log_spec, quantile, valid)
         x_int = mask * log_spec
         waves = self.features.inverse(x_int, phase, length=self.clip_samples) * peaks
         interpretation = waves.reshape(-1)[:n_samples].cpu()
@@ -333,7 +342,7 @@ class AudioInterpreter:
         audible = peaks.squeeze(1) > 0
         mean_probs = probs[audible].mean(dim=0)
         top = torch.topk(mean_probs, k=min(5, len(self.class_names)))
-        n_frames = min(n_samples // self.features_hop() + 1, n_windows * log_spec.shape[1])
+        n_frames = (n_windows - 1) * log_spec.shape[1] + last_frames
         window_rows = []
         for index in range(n_windows):
             best = int(probs[index].argmax())
@@ -357,6 +366,13 @@ class AudioInterpreter:
             "windows": window_rows,
             "n_windows": n_windows,
         }
+
+    def signal_frames(self, n_samples: int) -> int:
+        """How many STFT frames of a 5 s window hold signal when its first ``n_samples`` are
+        signal and the rest zero padding (a frame counts while its centre lies in the signal)."""
+        return min(
+            n_samples // self.features_hop() + 1, self.clip_samples // self.features_hop() + 1
+        )
 
     def features_hop(self) -> int:
         """The STFT hop in samples."""

@@ -162,6 +162,20 @@ def test_spearman_known_answers():
     assert spearman(a, shuffled).item() == pytest.approx(expected, abs=1e-6)
 
 
+def test_spearman_ties_get_average_ranks():
+    # scipy.stats.spearmanr([0, 0, 0, 1, 2], [0, 0, 0, 2, 1]) = 0.875 (average ranks); breaking
+    # the ties by position would give 0.9
+    x, y = torch.tensor([[0.0, 0, 0, 1, 2]]), torch.tensor([[0.0, 0, 0, 2, 1]])
+    assert spearman(x, y).item() == pytest.approx(0.875, abs=1e-6)
+    # a tied block carries no order: how the other map orders the block's cells cannot matter
+    # (with ties broken by position the first pair would correlate perfectly, the second not)
+    tied = torch.tensor([[0.0, 0, 0, 0, 1, 2, 3]])
+    ascending = torch.tensor([[1.0, 2, 3, 4, 5, 6, 7]])
+    descending = torch.tensor([[4.0, 3, 2, 1, 5, 6, 7]])
+    assert spearman(tied, ascending).item() == pytest.approx(spearman(tied, descending).item())
+    assert spearman(tied, ascending).item() < 1.0
+
+
 def test_randomisation_of_the_last_vit_layer(classifier_runs):
     model = AudioInterpreter.from_run(classifier_runs["vit"])
     randomised = randomised_copy(model, "last_stage")

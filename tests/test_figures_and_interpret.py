@@ -227,9 +227,20 @@ def test_interpret_stitches_windows_in_time_order(classifier_runs):
     both = model.interpret_waveform(torch.cat([low, high]), 16000)
     first = model.interpret_waveform(low, 16000)
     second = model.interpret_waveform(high, 16000)
-    assert both["n_windows"] == 2 and both["log_spec"].shape == (861, 513)
+    assert both["n_windows"] == 2 and both["log_spec"].shape == (862, 513)
     assert torch.equal(both["mask"][:431], first["mask"])
-    assert torch.equal(both["mask"][431:], second["mask"][:430])
+    assert torch.equal(both["mask"][431:], second["mask"])
+
+
+def test_interpret_long_file_padding_does_not_count_in_the_quantile(classifier_runs):
+    """A 6 s file: the second window holds 1 s of signal and 4 s of zero padding. Its mask keeps
+    a 1 - q share of the signal's cells only (87 frames: centres within the first second)."""
+    model = AudioInterpreter.from_run(classifier_runs["focalnet"], quantile=0.9)
+    signal = torch.randn(96000, generator=torch.Generator().manual_seed(0))
+    result = model.interpret_waveform(signal, 16000)
+    assert result["n_windows"] == 2 and result["mask"].shape == (431 + 87, 513)
+    assert result["mask"][:431].sum() == int(0.1 * 431 * 513 + 0.5)
+    assert result["mask"][431:].sum() == int(0.1 * 87 * 513 + 0.5)
 
 
 # -------------------------------------------------------------- released ---

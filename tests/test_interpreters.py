@@ -101,34 +101,64 @@ def test_upsample_shape_and_dtype():
 # ---------------------------------------------------------------- quantile mask
 
 
-@pytest.mark.parametrize("quantile", [0.1, 0.5, 0.9])
-def test_quantile_mask_keeps_one_minus_q(quantile):
+@pytest.mark.parametrize("quantile", [0.1, 0.5, 0.9, 0.95])
+def test_quantile_mask_keeps_exactly_round_one_minus_q_cells(quantile):
     generator = torch.Generator().manual_seed(2)
-    mask = quantile_mask(upsample_map(torch.rand(3, 7, 7, generator=generator)), quantile)
+    map = upsample_map(torch.rand(3, 7, 7, generator=generator))
+    mask = quantile_mask(map, quantile)
     assert mask.shape == (3, 431, 513) and mask.dtype == torch.float32
     assert set(mask.unique().tolist()) <= {0.0, 1.0}
-    kept = mask.mean(dim=(1, 2))
-    assert ((kept - (1 - quantile)).abs() <= 1 / 49).all()
+    expected = int((1 - quantile) * 431 * 513 + 0.5)
+    assert mask.sum(dim=(1, 2)).tolist() == [expected] * 3
+    for clip in range(3):  # the kept cells are the highest of the map
+        kept, dropped = map[clip][mask[clip] == 1], map[clip][mask[clip] == 0]
+        assert kept.min() >= dropped.max()
+
+
+def test_quantile_mask_with_heavy_ties_keeps_the_same_area():
+    # a clip that is mostly digital silence: 95 % of the energy map is one tied value
+    log_spec = torch.zeros(2, 431, 513)
+    log_spec[0, 100:110, 50:60] = torch.rand(10, 10) + 1.0  # 100 loud cells
+    log_spec[1] = 0.5  # all tied
+    mask = quantile_mask(log_spec, 0.9)
+    n_kept = int(0.1 * 431 * 513 + 0.5)
+    assert mask.sum(dim=(1, 2)).tolist() == [n_kept, n_kept]
+    assert mask[0, 100:110, 50:60].all()  # the loud cells first, then tied cells
+    # ties are broken the same way every time, and spread over the clip, not one corner
+    assert torch.equal(mask, quantile_mask(log_spec.clone(), 0.9))
+    first_quarter = mask[1, :108].sum() / n_kept
+    assert 0.2 < first_quarter < 0.3
 
 
 def test_quantile_mask_extremes_and_half_precision():
     map = upsample_map(torch.rand(2, 7, 7)).half()
     assert torch.equal(quantile_mask(map, 0.0), torch.ones(2, 431, 513))
-    top = quantile_mask(map, 1.0)
-    assert (top.sum(dim=(1, 2)) >= 1).all()  # the maximum is kept
+    assert quantile_mask(map, 1.0).sum() == 0  # round(0 * cells) = 0 cells
+    assert quantile_mask(map, 0.9).sum(dim=(1, 2)).tolist() == [22110.0, 22110.0]
 
 
 def test_quantile_mask_is_per_clip():
     map = torch.stack([torch.rand(431, 513), torch.rand(431, 513) + 100.0])
     kept = quantile_mask(map, 0.5).mean(dim=(1, 2))
-    assert torch.allclose(kept, torch.full((2,), 0.5), atol=1e-4)
+    assert torch.allclose(kept, torch.full((2,), 0.5), atol=1e-5)
 
 
-def test_quantile_mask_large_batches_go_by_chunks():
-    # 80 clips of 431 x 513 exceed torch.quantile's 2**24 elements for one call
-    map = torch.rand(80, 431, 513)
-    kept = quantile_mask(map, 0.9).mean(dim=(1, 2))
-    assert torch.allclose(kept, torch.full((80,), 0.1), atol=1e-4)
+def test_quantile_mask_counts_only_valid_cells():
+    # a long file's last window: only its first 100 frames are signal, the rest zero padding
+    map = torch.rand(2, 431, 513)
+    valid = torch.ones(2, 431, 513, dtype=torch.bool)
+    valid[1, 100:] = False
+    map[1, 100:] = 10.0  # padding that a map rates highest must still not be chosen
+    mask = quantile_mask(map, 0.9, valid=valid)
+    assert mask[1, 100:].sum() == 0
+    assert mask[1].sum() == int(0.1 * 100 * 513 + 0.5)
+    assert torch.equal(mask[0], quantile_mask(map[:1], 0.9)[0])
+
+
+def test_quantile_mask_large_batches():
+    map = torch.rand(40, 431, 513)
+    kept = quantile_mask(map, 0.9).sum(dim=(1, 2))
+    assert kept.tolist() == [22110.0] * 40
 
 
 @pytest.mark.parametrize("quantile", [-0.1, 1.01])
