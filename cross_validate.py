@@ -3,10 +3,13 @@
 
     python cross_validate.py hparams/focalnet.yaml --data_folder=/path/to/ESC-50 \
         --output_folder=results/cv-focalnet [--folds 1 2 3 4 5] [--seeds 1234 1235] \
+        [--validation {previous,none}] \
         [--piq_hparams hparams/piq_focalnet.yaml] [--classifier_args="..."] [--piq_args="..."] \
         [-- overrides for both recipes ...]
 
-For each test fold t (the fold before it validates, the other three train) and seed s, runs
+For each test fold t (the fold before it validates, the other three train; with --validation=none
+the other four train and the last epoch's model is tested: ESC-10's standard protocol) and seed s,
+runs
 train_classifier.py into <output_folder>/fold<t>/seed<s> (and, with --piq_hparams, train_piq.py
 into .../piq), skipping runs that already wrote test_metrics.json, so an interrupted
 cross-validation resumes. Then writes cv_runs.csv (one row per run), cv_summary.csv (mean and
@@ -50,15 +53,24 @@ def main(argv=None):
     parser.add_argument("--output_folder", required=True)
     parser.add_argument("--folds", nargs="+", type=int, default=list(ESC50_FOLDS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[1234])
+    parser.add_argument(
+        "--validation",
+        choices=("previous", "none"),
+        default="previous",
+        help="previous: the fold before the test fold validates (default); none: train on the "
+        "other four folds and test the last epoch's model",
+    )
     parser.add_argument("--piq_hparams", default=None, help="also train PIQ on every run")
     parser.add_argument("--classifier_args", default="", help="for train_classifier.py only")
     parser.add_argument("--piq_args", default="", help="for train_piq.py only")
     args = parser.parse_args(argv)
+    if args.piq_hparams and args.validation == "none":
+        parser.error("--piq_hparams needs validation folds (PIQ selects on validation FID-I)")
     output = Path(args.output_folder).resolve()
     rows = []
     for test_fold in args.folds:
         try:
-            train, valid, test = fold_split(test_fold)
+            train, valid, test = fold_split(test_fold, validate=args.validation == "previous")
         except ValueError as error:
             parser.error(str(error))
         for seed in args.seeds:

@@ -6,6 +6,7 @@
 
 Writes under the YAML's output_folder: train_log.txt, hyperparams.yaml, save/ (checkpoints),
 test_metrics.json, confusion_matrix.png and interpretations/ (PNG + WAV per clip).
+With --valid_folds=[] it trains without validation and tests the last epoch's model.
 """
 
 import sys
@@ -28,15 +29,18 @@ def main(argv=None):
         run_opts=run_opts,
         checkpointer=hparams["checkpointer"],
     )
+    validate = datasets["valid"] is not None
     brain.fit(
         brain.hparams.epoch_counter,
         datasets["train"],
-        datasets["valid"],
+        datasets["valid"] if validate else None,
         train_loader_kwargs=hparams["train_dataloader_options"],
         valid_loader_kwargs=hparams["eval_dataloader_options"],
     )
     brain.evaluate(
-        datasets["test"], min_key="error", test_loader_kwargs=hparams["eval_dataloader_options"]
+        datasets["test"],
+        min_key="error" if validate else None,  # None: the latest checkpoint
+        test_loader_kwargs=hparams["eval_dataloader_options"],
     )
     return brain
 

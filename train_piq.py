@@ -21,6 +21,11 @@ from recipes.runs import RunFolderError, check_classifier_folder, load_frozen_cl
 
 def main(argv=None):
     hparams, run_opts, _, _ = load_hparams(argv)
+    if not hparams["valid_folds"]:
+        sys.exit(
+            "train_piq.py: valid_folds is empty, but PIQ keeps the checkpoint with the best "
+            "validation FID-I: give at least one validation fold (e.g. --valid_folds=[4])"
+        )
     try:
         card = check_classifier_folder(hparams)  # before any data preparation
         datasets, labels = datasets_from_hparams(hparams)

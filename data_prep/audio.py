@@ -20,6 +20,7 @@ tensor([0., 0.])
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -187,7 +188,8 @@ def make_datasets(
     Returns
     -------
     dict
-        Split name -> ``speechbrain.dataio.dataset.DynamicItemDataset``.
+        Split name -> ``speechbrain.dataio.dataset.DynamicItemDataset``, or None for a split whose
+        manifest is empty (no validation folds).
     """
     cache = ResampleCache(Path(cache_folder) / str(sample_rate)) if cache_folder else None
 
@@ -198,6 +200,9 @@ def make_datasets(
 
     datasets = {}
     for split, manifest in manifests.items():
+        if not json.loads(Path(manifest).read_text(encoding="utf-8")):
+            datasets[split] = None
+            continue
         datasets[split] = sb.dataio.dataset.DynamicItemDataset.from_json(
             json_path=str(manifest),
             replacements={"data_root": str(data_folder)},

@@ -582,7 +582,7 @@ def data_label_map(data_folder, subset: str = "esc50") -> list[dict]:
     return label_map(select_subset(read_metadata(data_folder), subset, _csv_path(data_folder)))
 
 
-def _as_folds(name: str, folds) -> list[int]:
+def _as_folds(name: str, folds, allow_empty: bool = False) -> list[int]:
     """The folds of one split as a sorted list of distinct ints, or ESC50Error."""
     if isinstance(folds, numbers.Integral) and not isinstance(folds, bool):
         folds = [folds]
@@ -594,7 +594,7 @@ def _as_folds(name: str, folds) -> list[int]:
         raise ESC50Error(
             f"{name} must be a list of fold numbers (1..{N_FOLDS}), got {folds!r}"
         ) from None
-    if not folds:
+    if not folds and not allow_empty:
         raise ESC50Error(f"{name} is empty: give at least one ESC-50 fold (1..{N_FOLDS})")
     result = []
     for fold in folds:
@@ -609,7 +609,8 @@ def _as_folds(name: str, folds) -> list[int]:
 def _normalise_folds(train_folds, valid_folds, test_folds) -> dict[str, list[int]]:
     splits = {
         "train": _as_folds("train_folds", train_folds),
-        "valid": _as_folds("valid_folds", valid_folds),
+        # No validation folds: train without model selection, keep the last epoch.
+        "valid": _as_folds("valid_folds", valid_folds, allow_empty=True),
         "test": _as_folds("test_folds", test_folds),
     }
     for i, first in enumerate(SPLITS):
@@ -624,7 +625,10 @@ def _normalise_folds(train_folds, valid_folds, test_folds) -> dict[str, list[int
 
 
 def check_folds(train_folds, valid_folds, test_folds) -> None:
-    """Checks a fold assignment: non-empty lists of folds in 1..5, pairwise disjoint.
+    """Checks a fold assignment: lists of folds in 1..5, pairwise disjoint.
+
+    ``train_folds`` and ``test_folds`` must not be empty; an empty ``valid_folds`` means no
+    validation (train_classifier.py then keeps the last epoch's model).
 
     Arguments
     ---------
@@ -634,6 +638,7 @@ def check_folds(train_folds, valid_folds, test_folds) -> None:
     Example
     -------
     >>> check_folds([1, 2, 3], [4], [5])
+    >>> check_folds([1, 2, 3, 4], [], [5])
     >>> check_folds([1, 2, 3], [4], [3])
     Traceback (most recent call last):
     ...
@@ -727,7 +732,7 @@ def prepare_esc50(
     label_of = {entry["target"]: entry["label"] for entry in labels}
     selected = {split: [row for row in rows if row["fold"] in folds[split]] for split in SPLITS}
     for split in SPLITS:
-        if not selected[split]:
+        if not selected[split] and folds[split]:
             raise ESC50Error(
                 f"the {split} split is empty: the CSV {_csv_path(data_folder)} has no clip of "
                 f"subset {subset} in folds {folds[split]}; choose other {split}_folds"

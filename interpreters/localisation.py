@@ -10,6 +10,10 @@ prediction should lie inside the region of the source it names. Per clip:
 Regions come from the synthetic generator (``data_prep.synthetic.clip_region``, exact) or, for
 real clips, from the separate sources' energy (``energy_regions``).
 
+``edge_frames`` and ``edge_shares`` measure whether masks hug a clip's edges: the share of a
+mask in the frames of its first and last ``seconds``, to compare with those frames' share of the
+clip (their area share).
+
 Example
 -------
 >>> region = torch.zeros(1, 4, 4, dtype=torch.bool)
@@ -53,3 +57,44 @@ def energy_regions(log_spec_1: torch.Tensor, log_spec_2: torch.Tensor, threshold
     loud_1 = log_spec_1 > threshold * log_spec_1.max()
     loud_2 = log_spec_2 > threshold * log_spec_2.max()
     return loud_1 & (log_spec_1 >= log_spec_2), loud_2 & (log_spec_2 > log_spec_1)
+
+
+def edge_frames(n_frames: int, hop: int, sample_rate: int, seconds: float = 0.25) -> tuple:
+    """The frames of a clip's first and last ``seconds``: frames whose centre (``index * hop``
+    samples, SpeechBrain's centred STFT) lies within that time of the clip's start or end.
+
+    Returns
+    -------
+    first, last : slice
+        Over the time axis of a [batch, time, freq] spectrogram.
+
+    Example
+    -------
+    >>> first, last = edge_frames(431, 186, 16000)  # 5 s at 16 kHz: 22 frames each
+    >>> (first.stop - first.start, last.stop - last.start)
+    (22, 22)
+    """
+    reach = seconds * sample_rate
+    clip_end = (n_frames - 1) * hop
+    n_first = sum(1 for index in range(n_frames) if index * hop < reach)
+    n_last = sum(1 for index in range(n_frames) if clip_end - index * hop < reach)
+    return slice(0, n_first), slice(n_frames - n_last, n_frames)
+
+
+def edge_shares(mask: torch.Tensor, first: slice, last: slice) -> dict:
+    """Per-clip share of a mask [B, T, F] in the frames ``first`` and ``last`` (``edge_frames``).
+
+    Example
+    -------
+    >>> mask = torch.zeros(1, 10, 2)
+    >>> mask[0, 0] = 1.0
+    >>> mask[0, 5] = 1.0
+    >>> shares = edge_shares(mask, slice(0, 2), slice(8, 10))
+    >>> shares["first"].tolist(), shares["last"].tolist()
+    ([0.5], [0.0])
+    """
+    total = mask.float().sum(dim=(1, 2)).clamp_min(1e-12)
+    return {
+        "first": mask[:, first].float().sum(dim=(1, 2)) / total,
+        "last": mask[:, last].float().sum(dim=(1, 2)) / total,
+    }

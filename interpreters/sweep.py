@@ -2,7 +2,10 @@
 
 For each batch the unmasked input goes through the classifier once (scores and by-design map);
 each q then costs one batched forward of its interpretation and masked-out input. Every q is
-scored by ``interpreters.metrics``, exactly as the classifier recipe scores its single q.
+scored by ``interpreters.metrics``, exactly as the classifier recipe scores its single q. Each
+row also says whether the masks hug the clips' edges: ``mask_first`` / ``mask_last``, the mean
+share of the mask in the first / last 0.25 s, and ``edge_area``, those frames' share of a clip
+(``interpreters.localisation.edge_shares``).
 
 Example
 -------
@@ -20,10 +23,22 @@ from pathlib import Path
 import torch
 
 from interpreters.baselines import baseline_map
+from interpreters.localisation import edge_frames, edge_shares
 from interpreters.maps import quantile_mask
 from interpreters.metrics import MetricsAccumulator, interpretation_scores
 
-SWEEP_COLUMNS = ("q", "fid_i", "fa", "fa_mask_in", "acc", "n_clips")
+SWEEP_COLUMNS = (
+    "q",
+    "fid_i",
+    "fa",
+    "fa_mask_in",
+    "acc",
+    "n_clips",
+    "mask_first",
+    "mask_last",
+    "edge_area",
+)
+EDGE_SECONDS = 0.25
 
 
 def default_quantiles() -> list[float]:
@@ -74,11 +89,16 @@ def sweep_quantiles(
         for method in methods
         for q in quantiles
     }
+    edge_sums = {key: torch.zeros(2, dtype=torch.float64) for key in accumulators}
+    edges = None
     generator = torch.Generator().manual_seed(seed)
     for batch in batches:
         wavs = batch.signal.data.to(model.device)
         labels = batch.label.to(model.device)
         log_spec, _ = model.features(wavs)
+        if edges is None:
+            sample_rate = int(model.features.stft.sample_rate)
+            edges = edge_frames(log_spec.shape[1], model.features_hop(), sample_rate, EDGE_SECONDS)
         scores, upsampled = model.scores_and_map(log_spec)
         maps = {"focal": upsampled}
         for name in baselines:
@@ -89,9 +109,18 @@ def sweep_quantiles(
             accumulator.update(
                 labels, result["pred"], result["fid_i"], result["fa"], result["fa_mask_in"]
             )
+            shares = edge_shares(mask, *edges)
+            edge_sums[(method, q)] += torch.stack(
+                [shares["first"].sum().cpu(), shares["last"].sum().cpu()]
+            ).double()
     rows = []
+    n_frames = edges[1].stop if edges is not None else 0
+    edge_area = (edges[0].stop + edges[1].stop - edges[1].start) / n_frames if n_frames else None
     for (method, q), accumulator in accumulators.items():
         summary = accumulator.summary(quantile=q)
+        n_clips = max(summary["n_clips"], 1)
+        first, last = (edge_sums[(method, q)] / n_clips).tolist()
+        summary.update(mask_first=first, mask_last=last, edge_area=edge_area)
         rows.append({"method": method, "q": q, **{k: summary[k] for k in SWEEP_COLUMNS[1:]}})
     return rows
 
@@ -111,10 +140,10 @@ def write_sweep_csv(rows: Sequence[dict], path, extra_columns: Sequence[str] = (
 
 
 def read_sweep_csv(path) -> list[dict]:
-    """Rows of a sweep CSV with numbers as floats."""
+    """Rows of a sweep CSV with numbers as floats (None for a column an older CSV lacks)."""
     with open(path, newline="") as handle:
         rows = list(csv.DictReader(handle))
     for row in rows:
         for key in SWEEP_COLUMNS:
-            row[key] = float(row[key])
+            row[key] = float(row[key]) if row.get(key) not in (None, "") else None
     return rows

@@ -44,7 +44,7 @@ from interpreters.outputs import (
     written_together,
 )
 from interpreters.piq import PIQInterpreter, representation_grid
-from recipes.features import LogSpectrogram, to_image
+from recipes.features import LogSpectrogram
 from recipes.models import build_embedder, build_head
 from recipes.runs import (
     RunFolderError,
@@ -264,7 +264,7 @@ class AudioInterpreter:
     # ------------------------------------------------------------- tensors ---
     def cosine_scores(self, log_spec: torch.Tensor) -> torch.Tensor:
         """Cosine scores [B, n_classes] of log-spectrograms [B, T, F], differentiable."""
-        embedding = self.embedding_model(to_image(log_spec))["embedding"]
+        embedding = self.embedding_model(self.embedding_model.image(log_spec))["embedding"]
         return self.classifier(embedding.unsqueeze(1)).squeeze(1)
 
     @torch.no_grad()
@@ -275,7 +275,7 @@ class AudioInterpreter:
     @torch.no_grad()
     def scores_and_map(self, log_spec: torch.Tensor):
         """Cosine scores and the by-design map upsampled to the spectrogram, in one forward."""
-        out = self.embedding_model(to_image(log_spec), with_map=True)
+        out = self.embedding_model(self.embedding_model.image(log_spec), with_map=True)
         scores = self.classifier(out["embedding"].unsqueeze(1)).squeeze(1)
         by_design = MAP_FUNCTIONS[self.kind](out["raw_map"])
         return scores, upsample_map(by_design, log_spec.shape[1:])
@@ -296,7 +296,7 @@ class AudioInterpreter:
         if self.interpreter is None:
             scores, upsampled = self.scores_and_map(log_spec)
             return scores, quantile_mask(upsampled, self.effective_quantile(quantile), valid)
-        out = self.embedding_model(to_image(log_spec))
+        out = self.embedding_model(self.embedding_model.image(log_spec))
         scores = self.classifier(out["embedding"].unsqueeze(1)).squeeze(1)
         grid = representation_grid(out["representation"], self.kind)
         return scores, self.interpreter(grid, scores.argmax(dim=1))["mask"]

@@ -36,6 +36,8 @@ import torch
 from speechbrain.lobes.models.ECAPA_TDNN import Classifier
 from transformers import FocalNetBackbone, FocalNetConfig, ViTConfig, ViTModel
 
+from recipes.features import to_image
+
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 BACKBONES = {
     "focalnet": (FocalNetConfig, "focalnet-base.json"),
@@ -135,7 +137,40 @@ def build_backbone(
     return ViTModel(config, add_pooling_layer=True)
 
 
-class FocalNetEmbedder(torch.nn.Module):
+class ImageView:
+    """The backbone's view of a log-spectrogram: ``recipes.features.to_image`` with the model's
+    own settings, recorded in the run's model card:
+
+    - ``image_antialias``: whether the shrinking to 224 x 224 low-pass filters;
+    - ``image_normalisation``: None (the authors': the log-spectrogram as it is) or
+      ``(mean, std)``: the image is standardised, ``(image - mean) / std``. Models trained from
+      random weights need it: log-spectrogram cells are mostly near 0 (and exactly 0 in digital
+      silence), so a patch's projection is close to its bias alone, and the LayerNorm that
+      follows it divides by that tiny spread: gradients of 1e7 and more at initialisation.
+    """
+
+    image_antialias = False
+    image_normalisation = None
+
+    def image(self, log_spec: torch.Tensor) -> torch.Tensor:
+        """[B, T, F] log-spectrograms -> [B, 3, 224, 224] images."""
+        image = to_image(log_spec, antialias=self.image_antialias)
+        if self.image_normalisation is not None:
+            mean, std = self.image_normalisation
+            image = (image - mean) / std
+        return image
+
+    def _set_view(self, image_antialias: bool, image_normalisation) -> None:
+        self.image_antialias = bool(image_antialias)
+        if image_normalisation is not None:
+            mean, std = (float(value) for value in image_normalisation)
+            if not std > 0:
+                raise ValueError(f"image_normalisation's std must be > 0, got {std}")
+            image_normalisation = (mean, std)
+        self.image_normalisation = image_normalisation
+
+
+class FocalNetEmbedder(ImageView, torch.nn.Module):
     """Embedding, representation and modulator of a ``FocalNetBackbone``.
 
     The modulator is captured by a forward hook on the ``projection_context`` (h in the paper's
@@ -144,9 +179,12 @@ class FocalNetEmbedder(torch.nn.Module):
 
     kind = "focalnet"
 
-    def __init__(self, backbone: torch.nn.Module):
+    def __init__(
+        self, backbone: torch.nn.Module, image_antialias: bool = False, image_normalisation=None
+    ):
         super().__init__()
         self.backbone = backbone
+        self._set_view(image_antialias, image_normalisation)
         self._modulator = None
         # FocalNetModel's final layernorm feeds its pooled output, which FocalNetBackbone never
         # uses: frozen so that DDP does not wait for its gradients (it is still counted and
@@ -172,14 +210,17 @@ class FocalNetEmbedder(torch.nn.Module):
         return result
 
 
-class ViTEmbedder(torch.nn.Module):
+class ViTEmbedder(ImageView, torch.nn.Module):
     """Embedding, representation and last-layer attentions of a ``ViTModel``."""
 
     kind = "vit"
 
-    def __init__(self, backbone: torch.nn.Module):
+    def __init__(
+        self, backbone: torch.nn.Module, image_antialias: bool = False, image_normalisation=None
+    ):
         super().__init__()
         self.backbone = backbone
+        self._set_view(image_antialias, image_normalisation)
         # The embedding averages the last hidden state; the pooler is kept so that checkpoints
         # and parameter counts match the paper's, but it is never used, hence frozen: DDP
         # would otherwise wait for its gradients.
@@ -209,10 +250,18 @@ def build_embedder(
     pretrained: bool = True,
     cache_dir: str | None = None,
     config_overrides: dict | None = None,
+    image_antialias: bool = False,
+    image_normalisation=None,
 ) -> torch.nn.Module:
-    """``build_backbone`` wrapped in its embedder (``FocalNetEmbedder`` / ``ViTEmbedder``)."""
+    """``build_backbone`` wrapped in its embedder (``FocalNetEmbedder`` / ``ViTEmbedder``).
+
+    ``image_antialias`` and ``image_normalisation`` ((mean, std) or None) set the embedder's
+    image view (``embedder.image(log_spec)``, see ``ImageView``; the defaults are the authors').
+    """
     model = build_backbone(backbone, source, pretrained, cache_dir, config_overrides)
-    return EMBEDDERS[backbone](model)
+    return EMBEDDERS[backbone](
+        model, image_antialias=image_antialias, image_normalisation=image_normalisation
+    )
 
 
 def build_head(

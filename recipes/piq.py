@@ -20,7 +20,6 @@ import speechbrain as sb
 import torch
 
 from interpreters.piq import piq_loss, representation_grid, target_mask
-from recipes.features import to_image
 from recipes.models import count_parameters
 from recipes.runs import piq_model_card, write_model_card
 from recipes.training import InterpretationScoring
@@ -55,7 +54,7 @@ class PIQBrain(InterpretationScoring, sb.Brain):
         return self._classifier_outputs(log_spec)[0]
 
     def _classifier_outputs(self, log_spec):
-        out = self.frozen["embedding_model"](to_image(log_spec))
+        out = self.frozen["embedding_model"](self.hparams.embedding_model.image(log_spec))
         scores = self.frozen["classifier"](out["embedding"].unsqueeze(1)).squeeze(1)
         return scores, out["representation"]
 

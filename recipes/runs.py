@@ -5,8 +5,8 @@ is needed to rebuild the classifier's architecture without its YAML (backbone, c
 number of classes, head width, class names in label order) and the label map of its data
 (``labels``: label, the data set's target id and class name of each output; ``subset``).
 ``train_piq.py`` (and later tools) check a run folder against their own settings with
-``check_model_card`` and load the checkpoint with the lowest validation error with
-``load_classifier_checkpoint``.
+``check_model_card`` and load the checkpoint with the lowest validation error (of a run without
+validation: its last epoch's) with ``load_classifier_checkpoint``.
 """
 
 from __future__ import annotations
@@ -22,8 +22,17 @@ from recipes.training import AtomicCheckpointer
 
 MODEL_CARD = "model.json"
 
-# The keys that fix the classifier's architecture and label set.
-ARCHITECTURE_KEYS = ("backbone", "backbone_config", "n_classes", "head_neurons")
+# The keys that fix the classifier's architecture, input view and label set, and the value a
+# model card written before a key existed implies.
+ARCHITECTURE_KEYS = (
+    "backbone",
+    "backbone_config",
+    "n_classes",
+    "head_neurons",
+    "image_antialias",
+    "image_normalisation",
+)
+CARD_DEFAULTS = {"image_antialias": False, "image_normalisation": None}
 
 
 class RunFolderError(RuntimeError):
@@ -62,7 +71,7 @@ def model_card(
     >>> card["labels"][1]
     {'label': 1, 'target': 10, 'class_name': 'rain'}
     """
-    card = {key: _plain(hparams[key]) for key in ARCHITECTURE_KEYS}
+    card = {key: _plain(hparams.get(key, CARD_DEFAULTS.get(key))) for key in ARCHITECTURE_KEYS}
     card.update(
         method="by-design",
         source=hparams["source"],
@@ -146,9 +155,10 @@ def check_model_card(card: dict, expected: dict, folder) -> None:
     backbone: the run has 'focalnet', the YAML says 'vit'
     """
     differences = [
-        f"{key}: the run has {card.get(key)!r}, the YAML says {_plain(expected[key])!r}"
+        f"{key}: the run has {card.get(key, CARD_DEFAULTS.get(key))!r}, the YAML says "
+        f"{_plain(expected[key])!r}"
         for key in ARCHITECTURE_KEYS
-        if key in expected and _plain(expected[key]) != card.get(key)
+        if key in expected and _plain(expected[key]) != card.get(key, CARD_DEFAULTS.get(key))
     ]
     if differences:
         raise RunFolderError(
@@ -160,7 +170,11 @@ def check_model_card(card: dict, expected: dict, folder) -> None:
 
 
 def load_best_checkpoint(
-    folder, modules: dict, min_key: str | None = None, max_key: str | None = None
+    folder,
+    modules: dict,
+    min_key: str | None = None,
+    max_key: str | None = None,
+    latest_no_validation: bool = False,
 ) -> dict:
     """Loads into ``modules`` the best checkpoint of the run in ``folder`` and freezes them.
 
@@ -172,6 +186,9 @@ def load_best_checkpoint(
         Name -> module as registered in the run's checkpointer; their architecture must match.
     min_key, max_key : str
         The meta key to minimise (classifier runs: ``error``) or maximise (PIQ runs: ``fid_i``).
+    latest_no_validation : bool
+        Instead of a key: the latest checkpoint marked ``no_validation`` (a run without
+        validation folds).
 
     Returns
     -------
@@ -188,8 +205,14 @@ def load_best_checkpoint(
             f"No checkpoint in {save_folder}: give the output folder of a finished "
             "train_classifier.py / train_piq.py run."
         )
-    key = min_key or max_key
-    checkpoint = checkpointer.find_checkpoint(min_key=min_key, max_key=max_key)
+    if latest_no_validation:
+        key = "no_validation"
+        checkpoint = checkpointer.find_checkpoint(
+            ckpt_predicate=lambda ckpt: bool(ckpt.meta.get("no_validation"))
+        )
+    else:
+        key = min_key or max_key
+        checkpoint = checkpointer.find_checkpoint(min_key=min_key, max_key=max_key)
     if checkpoint is None:
         raise RunFolderError(f"No checkpoint in {save_folder} records {key!r}.")
     missing = sorted(set(modules) - set(checkpoint.paramfiles))
@@ -209,14 +232,28 @@ def load_best_checkpoint(
 
 
 def load_classifier_checkpoint(folder, modules: dict) -> dict:
-    """Loads the checkpoint with the lowest validation error of a classifier run (see above)."""
+    """Loads the classifier run's model: the checkpoint with the lowest validation error.
+
+    A run trained without validation folds (``valid_folds: []``; its checkpoints record
+    ``no_validation``) was tested with its last epoch's checkpoint, which is loaded instead.
+    """
+    save_folder = Path(folder) / "save"
+    if save_folder.is_dir():
+        checkpoints = AtomicCheckpointer(save_folder).list_checkpoints()
+        if checkpoints and not any("error" in c.meta for c in checkpoints):
+            if any(c.meta.get("no_validation") for c in checkpoints):
+                return load_best_checkpoint(folder, modules, latest_no_validation=True)
     return load_best_checkpoint(folder, modules, min_key="error")
 
 
 def build_classifier(card: dict, device="cpu"):
     """The classifier (embedding model, head) a model card describes, random weights."""
     embedding_model = build_embedder(
-        card["backbone"], pretrained=False, config_overrides=card["backbone_config"]
+        card["backbone"],
+        pretrained=False,
+        config_overrides=card["backbone_config"],
+        image_antialias=card.get("image_antialias", CARD_DEFAULTS["image_antialias"]),
+        image_normalisation=card.get("image_normalisation", CARD_DEFAULTS["image_normalisation"]),
     )
     classifier = build_head(embedding_model.embedding_size, card["n_classes"], card["head_neurons"])
     return embedding_model.to(device), classifier.to(device)

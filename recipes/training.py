@@ -197,13 +197,20 @@ class DistributedRecipe:
     """
 
     def make_dataloader(self, dataset, stage, ckpt_prefix="dataloader-", **loader_kwargs):
-        """SpeechBrain's loaders, with evaluation sets sharded over the processes under DDP."""
+        """SpeechBrain's loaders, with evaluation sets sharded over the processes under DDP.
+
+        The training loader's number of batches is kept as ``n_train_batches`` (for schedules
+        that follow the epoch's progress).
+        """
         if stage != sb.Stage.TRAIN and self.distributed_launch:
             loader_kwargs = dict(loader_kwargs, shuffle=False)
             loader_kwargs["sampler"] = ShardSampler(
                 len(dataset), torch.distributed.get_rank(), torch.distributed.get_world_size()
             )
-        return super().make_dataloader(dataset, stage, ckpt_prefix, **loader_kwargs)
+        loader = super().make_dataloader(dataset, stage, ckpt_prefix, **loader_kwargs)
+        if stage == sb.Stage.TRAIN:
+            self.n_train_batches = max(1, len(loader))
+        return loader
 
     def reduced_error(self, error_metrics) -> float:
         """The average of a ``MetricStats`` of per-clip errors, over all processes' clips."""

@@ -220,7 +220,7 @@ def test_real_subset(real_subset, tmp_path):
         ((1, 2, 3), (6,), (5,), "valid_folds holds fold 6"),
         ((1, 2, 3), (4,), (3, 5), "fold 3 is in both train_folds and test_folds"),
         ((1, 2), (2, 4), (5,), "fold 2 is in both train_folds and valid_folds"),
-        ((1, 2, 3), (), (5,), "valid_folds is empty"),
+        ((), (4,), (5,), "train_folds is empty"),
         ((1, 2, 3), (4,), [], "test_folds is empty"),
         ((1, 2, "3"), (4,), (5,), "train_folds holds '3', which is not a fold number"),
         ((1, 2, 3), (4,), "5", "test_folds must be a list"),

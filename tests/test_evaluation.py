@@ -297,3 +297,45 @@ def test_cross_validation_over_two_folds_resumes_and_aggregates(tiny_data, tmp_p
     # A second call finds every run done and only aggregates again.
     again = run_script("cross_validate.py", args)
     assert again.returncode == 0 and again.stdout.count("done already") == 4
+
+
+def test_cross_validation_without_validation_tests_the_last_epoch(tiny_data, tmp_path):
+    """--validation=none: four folds train, no valid split, the last epoch's model is tested."""
+    out = tmp_path / "cv"
+    overrides = tiny_args("focalnet", "focalnet", tiny_data, out, "--number_of_epochs=2")[3:]
+    args = ["hparams/focalnet.yaml", f"--data_folder={tiny_data}", f"--output_folder={out}"]
+    args += ["--folds", "2", "--validation", "none", "--classifier_args=--pretrained=False"]
+    result = run_script("cross_validate.py", [*args, "--", *overrides])
+    assert result.returncode == 0, result.stderr[-3000:]
+    run = out / "fold2" / "seed1234"
+    manifests = {
+        split: json.loads((run / "manifests" / f"{split}.json").read_text())
+        for split in ("train", "valid", "test")
+    }
+    assert {entry["fold"] for entry in manifests["train"].values()} == {1, 3, 4, 5}
+    assert manifests["valid"] == {}
+    assert {entry["fold"] for entry in manifests["test"].values()} == {2}
+    # One checkpoint is kept, the second epoch's, and it is the one a run folder loads.
+    from recipes.runs import build_classifier, load_classifier_checkpoint, read_model_card
+
+    embedding_model, classifier = build_classifier(read_model_card(run))
+    meta = load_classifier_checkpoint(
+        run, {"embedding_model": embedding_model, "classifier": classifier}
+    )
+    assert meta["epoch"] == 2 and meta["no_validation"] is True
+    assert len(list((run / "save").glob("CKPT+*"))) == 1
+    assert "epoch: 2" in (run / "train_log.txt").read_text()
+    assert json.loads((run / "test_metrics.json").read_text())["n_clips"] == 6
+    # PIQ selects on validation FID-I: without validation folds it says so instead of failing.
+    piq = run_script(
+        "train_piq.py",
+        tiny_args(
+            "piq_focalnet",
+            "focalnet",
+            tiny_data,
+            tmp_path / "piq",
+            f"--classifier_folder={run}",
+            "--valid_folds=[]",
+        ),
+    )
+    assert piq.returncode != 0 and "valid_folds is empty" in piq.stderr
