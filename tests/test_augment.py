@@ -1,0 +1,68 @@
+"""recipes.augment: the from-scratch recipes' augmentation, schedule and loss, by known answers."""
+
+import math
+
+import pytest
+import torch
+
+from recipes.augment import AdditiveMarginSoftmax, RandomRoll, WarmupCosine, mixup
+
+
+def test_random_roll_shifts_each_clip_circularly_within_the_limit():
+    torch.manual_seed(0)
+    wavs = torch.arange(100.0).expand(16, 100)
+    rolled, lengths = RandomRoll(max_shift=0.1)(wavs, torch.ones(16))
+    assert torch.equal(lengths, torch.ones(16))
+    shifts = set()
+    for row in rolled:
+        shift = int(row[0].item()) and 100 - int(row[0].item())  # row = roll(arange, shift)
+        assert torch.equal(row, torch.roll(torch.arange(100.0), shift))
+        assert min(shift, 100 - shift) <= 10 or shift == 0
+        shifts.add(shift)
+    assert len(shifts) > 1  # one shift per clip, not per batch
+    same, _ = RandomRoll(max_shift=0.0)(wavs, torch.ones(16))
+    assert torch.equal(same, wavs)
+    with pytest.raises(ValueError, match="max_shift"):
+        RandomRoll(max_shift=1.5)
+
+
+def test_mixup_is_a_convex_combination_with_the_permuted_labels():
+    torch.manual_seed(3)
+    log_spec = torch.rand(6, 4, 5)
+    labels = torch.arange(6)
+    mixed, labels_b, lam = mixup(log_spec, labels, alpha=0.4)
+    partner = log_spec[labels_b]  # labels are the indices, so labels_b is the permutation
+    assert torch.allclose(mixed, lam * log_spec + (1 - lam) * partner)
+    with pytest.raises(ValueError, match="alpha"):
+        mixup(log_spec, labels, alpha=0.0)
+
+
+def test_warmup_cosine_known_values_and_continuity():
+    schedule = WarmupCosine(lr=2e-3, warmup_epochs=5, total_epochs=80, min_lr=1e-5)
+    assert schedule.lr_at(0.0) == 0.0
+    assert schedule.lr_at(2.5) == pytest.approx(1e-3)
+    assert schedule.lr_at(5.0) == pytest.approx(2e-3)
+    assert schedule.lr_at(42.5) == pytest.approx(1e-5 + 0.5 * (2e-3 - 1e-5))
+    assert schedule.lr_at(80.0) == pytest.approx(1e-5) and schedule.lr_at(200.0) == 1e-5
+    steps = [schedule.lr_at(p / 10) for p in range(0, 801)]
+    jumps = [abs(a - b) for a, b in zip(steps[:-1], steps[1:], strict=True)]
+    assert max(jumps) < 5e-5  # no jump at the end of the warm-up
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    assert schedule.set_progress(optimizer, 5.0) == optimizer.param_groups[0]["lr"]
+    with pytest.raises(ValueError, match="warmup_epochs"):
+        WarmupCosine(lr=1e-3, warmup_epochs=10, total_epochs=10)
+
+
+def test_additive_margin_softmax_known_answers():
+    cosine = torch.tensor([[[0.5, 0.1, -0.2]]])
+    target = torch.tensor([[0]])
+    # margin 0.2, scale 30: -log softmax(30 * [0.3, 0.1, -0.2])[0]
+    logits = [9.0, 3.0, -6.0]
+    expected = -logits[0] + math.log(sum(math.exp(v) for v in logits))
+    loss = AdditiveMarginSoftmax(margin=0.2, scale=30.0)(cosine, target)
+    assert loss.item() == pytest.approx(expected, rel=1e-4)  # float32
+    # label smoothing 0.3 over 3 classes: 0.8 on the target, 0.1 on each other class
+    smoothed = AdditiveMarginSoftmax(margin=0.0, scale=1.0, label_smoothing=0.3)(cosine, target)
+    log_z = math.log(sum(math.exp(v) for v in (0.5, 0.1, -0.2)))
+    by_hand = -(0.8 * (0.5 - log_z) + 0.1 * (0.1 - log_z) + 0.1 * (-0.2 - log_z))
+    assert smoothed.item() == pytest.approx(by_hand, rel=1e-6)
