@@ -71,6 +71,14 @@ def test_sweep_and_table_with_baselines(classifier_runs, tmp_path):
     assert all(0 <= float(row["fid_i"]) <= 1 for row in rows)
     # Same classifier, same clips: the accuracy column is the same for every mask.
     assert len({row["acc"] for row in rows}) == 1
+    # Edge shares: the first and last 0.25 s are 22 + 22 of 431 frames; a uniformly random mask
+    # puts about that share of itself there, and no share leaves [0, 1].
+    assert [float(row["edge_area"]) for row in rows] == [pytest.approx(44 / 431)] * len(rows)
+    for row in rows:
+        first, last = float(row["mask_first"]), float(row["mask_last"])
+        assert 0 <= first <= 1 and 0 <= last <= 1
+        if row["method"] == "FocalNet random":
+            assert first + last == pytest.approx(44 / 431, abs=0.02)
 
     table = tmp_path / "table1"
     result = run_script(
