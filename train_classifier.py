@@ -13,7 +13,8 @@ import sys
 
 from data_prep.datasets import datasets_from_hparams
 from recipes.classifier import ClassifierBrain
-from recipes.cli import load_hparams
+from recipes.cli import load_hparams, run_main
+from recipes.training import train_loader_options
 
 
 def main(argv=None):
@@ -34,7 +35,9 @@ def main(argv=None):
         brain.hparams.epoch_counter,
         datasets["train"],
         datasets["valid"] if validate else None,
-        train_loader_kwargs=hparams["train_dataloader_options"],
+        train_loader_kwargs=train_loader_options(
+            hparams["train_dataloader_options"], len(datasets["train"])
+        ),
         valid_loader_kwargs=hparams["eval_dataloader_options"],
     )
     brain.evaluate(
@@ -46,4 +49,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    run_main(main, sys.argv[1:])

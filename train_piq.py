@@ -14,9 +14,10 @@ best validation FID-I and the latest), test_metrics.json, confusion_matrix.png, 
 import sys
 
 from data_prep.datasets import datasets_from_hparams
-from recipes.cli import load_hparams
+from recipes.cli import load_hparams, run_main
 from recipes.piq import PIQBrain
 from recipes.runs import RunFolderError, check_classifier_folder, load_frozen_classifier
+from recipes.training import train_loader_options
 
 
 def main(argv=None):
@@ -47,7 +48,9 @@ def main(argv=None):
         brain.hparams.epoch_counter,
         datasets["train"],
         datasets["valid"],
-        train_loader_kwargs=hparams["train_dataloader_options"],
+        train_loader_kwargs=train_loader_options(
+            hparams["train_dataloader_options"], len(datasets["train"])
+        ),
         valid_loader_kwargs=hparams["eval_dataloader_options"],
     )
     brain.evaluate(
@@ -57,4 +60,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    run_main(main, sys.argv[1:])

@@ -4,14 +4,18 @@
 be overridden on the command line; ``--overrides_file`` reads a YAML file of overrides first
 (command-line values win), e.g. ``hparams/quickstart.yaml``.
 
-Before any object of the YAML is built, the number of classes of the data is worked out
-(``data_prep.datasets.expected_n_classes``) and given to the YAML as ``n_classes``, so the
-classifier's head has as many outputs as the data have classes; an ``n_classes`` that differs is
-refused with one line.
+Before any object of the YAML is built and before anything is written, the settings are checked
+(``check_settings``): an override of a key the YAML does not have, a required path left as
+``!PLACEHOLDER`` and a ``quantile`` outside [0, 1] stop the script with one line naming the key.
+Then the number of classes of the data is worked out (``data_prep.datasets.expected_n_classes``)
+and given to the YAML as ``n_classes``, so the classifier's head has as many outputs as the data
+have classes; an ``n_classes`` that differs is refused with one line. ``run_main`` turns the
+project's own errors (bad data, bad run folders) into one line and a non-zero exit.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
 import shutil
 import sys
@@ -22,7 +26,7 @@ import yaml
 from hyperpyyaml import load_hyperpyyaml, resolve_references
 
 from data_prep.datasets import expected_n_classes, n_classes_mismatch
-from data_prep.esc50 import ESC50Error
+from data_prep.esc50 import ESC50Error, check_folds
 
 
 def _pop_overrides_file(argv: list[str]) -> tuple[list[str], str | None]:
@@ -59,6 +63,13 @@ def load_hparams(argv: list[str] | None = None) -> tuple[dict, dict, str, dict]:
             overrides = yaml.safe_load(handle) or {}
     if cli_overrides:  # command-line values win over the file's
         overrides.update(yaml.safe_load(cli_overrides) or {})
+    problem = check_settings(hparams_file, overrides)
+    if problem:
+        sys.exit(f"{_script()}: {problem}")
+    if run_opts.get("test_only"):
+        problem = _test_only_problem(hparams_file, overrides)
+        if problem:
+            sys.exit(f"{_script()}: {problem}")
     overrides = _with_data_n_classes(hparams_file, overrides)
     with open(hparams_file) as handle:
         hparams = load_hyperpyyaml(handle, overrides)
@@ -69,6 +80,70 @@ def load_hparams(argv: list[str] | None = None) -> tuple[dict, dict, str, dict]:
     )
     _keep_entry_script(hparams["output_folder"])
     return hparams, run_opts, hparams_file, overrides
+
+
+def _script() -> str:
+    return os.path.basename(sys.argv[0]) or "recipe"
+
+
+def check_settings(hparams_file, overrides: dict) -> str | None:
+    """What is wrong with a YAML file and its overrides, in one line, before anything is built.
+
+    Checks that every override names a key of the YAML, that no ``!PLACEHOLDER`` is left
+    without a value, and that ``quantile`` (when the YAML has one) lies in [0, 1]. Returns
+    None when all is well.
+
+    Example
+    -------
+    >>> check_settings("hparams/focalnet.yaml", {"data_folder": "x"}) is None
+    True
+    >>> print(check_settings("hparams/focalnet.yaml", {"data_folder": "x", "quantille": 0.5}))
+    hparams/focalnet.yaml has no key 'quantille' (did you mean 'quantile'?): check the spelling of --quantille
+    >>> print(check_settings("hparams/focalnet.yaml", {}))
+    data_folder is required: give --data_folder=PATH (a !PLACEHOLDER in hparams/focalnet.yaml)
+    >>> print(check_settings("hparams/focalnet.yaml", {"data_folder": "x", "quantile": 1.5}))
+    quantile is 1.5: give a value in [0, 1] (the mask keeps the top 1 - q share of the cells)
+    """  # noqa: E501
+    if not os.path.isfile(hparams_file):
+        return f"{hparams_file} does not exist: give the path of a YAML file of hparams/"
+    with open(hparams_file) as handle:
+        raw = ruamel.yaml.YAML().load(handle) or {}
+    for key in overrides:
+        if key not in raw:
+            close = difflib.get_close_matches(str(key), [str(k) for k in raw], n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            return f"{hparams_file} has no key {key!r}{hint}: check the spelling of --{key}"
+    for key, value in raw.items():
+        tag = getattr(getattr(value, "tag", None), "value", None)
+        if tag == "!PLACEHOLDER" and overrides.get(key) is None:
+            return f"{key} is required: give --{key}=PATH (a !PLACEHOLDER in {hparams_file})"
+    quantile = overrides.get("quantile", raw.get("quantile"))
+    if quantile is not None and not isinstance(quantile, ruamel.yaml.comments.TaggedScalar):
+        try:
+            valid = 0.0 <= float(quantile) <= 1.0
+        except (TypeError, ValueError):
+            valid = False
+        if not valid:
+            return (
+                f"quantile is {quantile}: give a value in [0, 1] (the mask keeps the top 1 - q "
+                "share of the cells)"
+            )
+    return None
+
+
+def run_main(main, argv=None):
+    """Runs an entry script's ``main``; the project's own errors end it with one line, exit 1.
+
+    ``ESC50Error`` (data), ``RunFolderError`` (run folders) and ``AudioReadError`` (audio files)
+    carry messages written for the user: a traceback would bury them.
+    """
+    from data_prep.audio import AudioReadError
+    from recipes.runs import RunFolderError
+
+    try:
+        return main(argv)
+    except (ESC50Error, RunFolderError, AudioReadError) as error:
+        sys.exit(f"{_script()}: {error}")
 
 
 def _preview(hparams_file, overrides: dict):
@@ -82,6 +157,27 @@ def _preview(hparams_file, overrides: dict):
         return None
 
 
+def _test_only_problem(hparams_file, overrides: dict) -> str | None:
+    """Why ``--test_only`` cannot run (no checkpoint in the run's save folder), or None.
+
+    Without this check SpeechBrain would evaluate freshly initialised weights and exit 0.
+    """
+    preview = _preview(hparams_file, overrides)
+    if not preview or "save_folder" not in preview:
+        return None  # the real load reports what is wrong with the YAML
+    save_folder = str(preview["save_folder"])
+    if os.path.isdir(save_folder) and any(
+        os.path.isfile(os.path.join(save_folder, name, "CKPT.yaml"))
+        for name in os.listdir(save_folder)
+        if name.startswith("CKPT+")
+    ):
+        return None
+    return (
+        f"--test_only evaluates a finished run, but {save_folder} holds no checkpoint: give the "
+        "output_folder of a run (--output_folder=...), or train without --test_only"
+    )
+
+
 def _with_data_n_classes(hparams_file, overrides: dict) -> dict:
     """``overrides`` with ``n_classes`` set to the number of classes of the recipe's data.
 
@@ -89,9 +185,15 @@ def _with_data_n_classes(hparams_file, overrides: dict) -> dict:
     data cannot be read.
     """
     preview = _preview(hparams_file, overrides)
+    script = _script()
+    folds = ("train_folds", "valid_folds", "test_folds")
+    if preview and all(key in preview for key in folds):
+        try:
+            check_folds(*(preview[key] for key in folds))
+        except ESC50Error as error:
+            sys.exit(f"{script}: {error}")
     if not preview or "n_classes" not in preview or "data_folder" not in preview:
         return overrides
-    script = os.path.basename(sys.argv[0]) or "recipe"
     try:
         n_data, where = expected_n_classes(
             str(preview["data_folder"]),

@@ -45,7 +45,7 @@ from interpreters.outputs import (
 )
 from interpreters.piq import PIQInterpreter, representation_grid
 from recipes.features import LogSpectrogram
-from recipes.models import build_embedder, build_head
+from recipes.models import build_embedder, build_head, load_backbone_state
 from recipes.runs import (
     RunFolderError,
     build_classifier,
@@ -198,7 +198,8 @@ class AudioInterpreter:
         """Loads SpeechBrain's published checkpoints for the paper from a local folder.
 
         The folder holds ``embedding_model.ckpt`` (the state dict of the HuggingFace
-        ``FocalNetBackbone`` / ``ViTModel``), ``classifier.ckpt`` (the cosine head) and
+        ``FocalNetBackbone`` / ``ViTModel``, with transformers 4.x or 5.x key names: see
+        ``recipes.models.load_backbone_state``), ``classifier.ckpt`` (the cosine head) and
         ``label_encoder.txt`` (SpeechBrain ``CategoricalEncoder``; its order is the first
         appearance of each class in the training manifest, not ESC-50's ``target``). Without
         ``label_encoder.txt``, ``data_folder`` (an ESC-50 copy) gives that order.
@@ -233,9 +234,9 @@ class AudioInterpreter:
             )
         classifier = build_head(embedding_model.embedding_size, n_classes, head_neurons)
         try:
-            embedding_model.backbone.load_state_dict(backbone_state)
+            load_backbone_state(embedding_model.backbone, backbone_state)
             classifier.load_state_dict(head_state)
-        except RuntimeError as error:
+        except (RuntimeError, ValueError) as error:
             raise RunFolderError(
                 f"{folder}: the checkpoints do not fit a {backbone} model with "
                 f"backbone_config={backbone_config or {}}: {error}"

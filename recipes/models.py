@@ -137,6 +137,47 @@ def build_backbone(
     return ViTModel(config, add_pooling_layer=True)
 
 
+def load_backbone_state(backbone: torch.nn.Module, state: dict) -> None:
+    """Loads a backbone's state dict, written by this transformers version or an older one.
+
+    The state dict of a HuggingFace backbone saved with transformers 4.x (SpeechBrain's released
+    ``embedding_model.ckpt``) names ViT's layers ``encoder.layer.N.attention.attention.query``,
+    ``intermediate.dense``, ...; transformers 5 renamed them (``layers.N.attention.q_proj``,
+    ``mlp.fc1``, ...) and converts old names only inside ``from_pretrained``. So a state dict
+    whose keys are not the model's goes through ``from_pretrained`` of a temporary local folder
+    (the model's config and the weights as safetensors), which applies transformers' own
+    conversion; every weight must land, or ValueError names what did not.
+    """
+    expected = set(backbone.state_dict())
+    if set(state) == expected:
+        backbone.load_state_dict(state)
+        return
+    import tempfile
+
+    from safetensors.torch import save_file
+
+    kwargs = {"add_pooling_layer": True} if isinstance(backbone, ViTModel) else {}
+    with tempfile.TemporaryDirectory() as folder:
+        backbone.config.save_pretrained(folder)
+        tensors = {key: value.detach().clone().contiguous() for key, value in state.items()}
+        save_file(tensors, str(Path(folder) / "model.safetensors"))
+        converted, info = type(backbone).from_pretrained(folder, output_loading_info=True, **kwargs)
+    problems = {
+        name: sorted(info.get(name) or ())
+        for name in ("missing_keys", "unexpected_keys", "mismatched_keys")
+        if info.get(name)
+    }
+    if problems:
+        summary = "; ".join(
+            f"{len(keys)} {name.replace('_', ' ')} (e.g. {keys[0]})"
+            for name, keys in problems.items()
+        )
+        raise ValueError(
+            f"the backbone weights do not fit the {type(backbone).__name__}: {summary}"
+        )
+    backbone.load_state_dict(converted.state_dict())
+
+
 class ImageView:
     """The backbone's view of a log-spectrogram: ``recipes.features.to_image`` with the model's
     own settings, recorded in the run's model card:

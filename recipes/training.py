@@ -310,3 +310,28 @@ class InterpretationScoring(DistributedRecipe):
             )
         self.test_summary = summary
         return summary
+
+
+def train_loader_options(options: dict, n_train: int) -> dict:
+    """``options`` (a YAML's ``train_dataloader_options``) with ``drop_last`` set when the last
+    training batch would hold a single clip, which BatchNorm cannot normalise in training mode.
+
+    The data are shuffled every epoch, so a different clip is left out each time.
+
+    Example
+    -------
+    >>> train_loader_options({"batch_size": 16, "shuffle": True}, 33)["drop_last"]
+    True
+    >>> "drop_last" in train_loader_options({"batch_size": 16}, 32)
+    False
+    """
+    batch_size = int(options.get("batch_size", 1))
+    if batch_size > 1 and n_train % batch_size == 1 and not options.get("drop_last"):
+        logger.info(
+            "%d training clips in batches of %d would leave a one-clip batch: dropping the "
+            "last batch of each epoch (a different clip each time, the data are shuffled)",
+            n_train,
+            batch_size,
+        )
+        return {**options, "drop_last": True}
+    return dict(options)

@@ -2,12 +2,14 @@
 
 import csv
 import json
+import re
 
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from recipe_runs import run_script
+import yaml
+from recipe_runs import TINY_BACKBONE_CONFIG, run_script
 from speechbrain.dataio.dataloader import make_dataloader
 from speechbrain.dataio.encoder import CategoricalEncoder
 
@@ -246,11 +248,34 @@ def test_interpret_long_file_padding_does_not_count_in_the_quantile(classifier_r
 # -------------------------------------------------------------- released ---
 
 
-def _released_folder(classifier_run, folder, label_order):
+# transformers 4.x names of ViTModel's weights (SpeechBrain's released vit-base-esc50), from the
+# 5.x names: the inverse of transformers' own conversion mapping for ViTModel.
+LEGACY_VIT_NAMES = [
+    (r"^layers\.(\d+)\.", r"encoder.layer.\1."),
+    (r"attention\.q_proj", "attention.attention.query"),
+    (r"attention\.k_proj", "attention.attention.key"),
+    (r"attention\.v_proj", "attention.attention.value"),
+    (r"attention\.o_proj", "attention.output.dense"),
+    (r"mlp\.fc1", "intermediate.dense"),
+    (r"mlp\.fc2", "output.dense"),
+]
+
+
+def _legacy_vit_state(state):
+    renamed = {}
+    for key, value in state.items():
+        for pattern, replacement in LEGACY_VIT_NAMES:
+            key = re.sub(pattern, replacement, key)
+        renamed[key] = value
+    return renamed
+
+
+def _released_folder(classifier_run, folder, label_order, legacy_keys=False):
     """Checkpoints of a run written in the format SpeechBrain released for the paper."""
     model = AudioInterpreter.from_run(classifier_run)
     folder.mkdir()
-    torch.save(model.embedding_model.backbone.state_dict(), folder / "embedding_model.ckpt")
+    state = model.embedding_model.backbone.state_dict()
+    torch.save(_legacy_vit_state(state) if legacy_keys else state, folder / "embedding_model.ckpt")
     rows = [model.class_names.index(name) for name in label_order]
     head = {key: value.clone() for key, value in model.classifier.state_dict().items()}
     head["weight"] = head["weight"][rows]  # the released head's outputs follow label_order
@@ -261,32 +286,40 @@ def _released_folder(classifier_run, folder, label_order):
     return model
 
 
-def test_released_checkpoints_load_with_their_label_order(classifier_runs, tiny_data, tmp_path):
+@pytest.mark.parametrize("backbone", ["focalnet", "vit"])
+def test_released_checkpoints_load_with_their_label_order(
+    classifier_runs, tiny_data, tmp_path, backbone
+):
     label_order = ["class_02", "class_00", "class_01"]  # not ESC-50 target order
-    run_model = _released_folder(classifier_runs["focalnet"], tmp_path / "released", label_order)
-    released = AudioInterpreter.from_folder(
-        tmp_path / "released", backbone_config={"embed_dim": 8, "depths": [1, 1, 1, 1]}
+    released_folder = tmp_path / "released"
+    # ViT as released: transformers 4.x key names (the FocalNet's did not change in 5.x)
+    run_model = _released_folder(
+        classifier_runs[backbone], released_folder, label_order, legacy_keys=backbone == "vit"
     )
-    assert released.class_names == label_order and released.kind == "focalnet"
+    keys = set(torch.load(released_folder / "embedding_model.ckpt"))
+    if backbone == "vit":
+        assert "encoder.layer.0.attention.attention.query.weight" in keys
+        assert not any(key.startswith("layers.") for key in keys)
+    config = yaml.safe_load(TINY_BACKBONE_CONFIG[backbone])
+    released = AudioInterpreter.from_folder(released_folder, backbone_config=config)
+    assert released.class_names == label_order and released.kind == backbone
     for path in sorted((tiny_data / "audio").glob("5-*.wav"))[:3]:
         wave = load_clip(path)
         ours = run_model.interpret_waveform(wave, 16000)
         theirs = released.interpret_waveform(wave, 16000)
         assert [n for n, _ in ours["top"]] == [n for n, _ in theirs["top"]]
+        assert torch.allclose(
+            torch.tensor([p for _, p in ours["top"]]), torch.tensor([p for _, p in theirs["top"]])
+        )
         assert torch.equal(ours["mask"], theirs["mask"])
 
-    (tmp_path / "released" / "label_encoder.txt").unlink()
-    with pytest.raises(RunFolderError, match="label_encoder.txt"):
-        AudioInterpreter.from_folder(tmp_path / "released")
     result = run_script(
         "interpret.py",
         [
             "--model_folder",
-            str(tmp_path / "released"),
+            str(released_folder),
             "--backbone_config",
-            "{embed_dim: 8, depths: [1, 1, 1, 1]}",
-            "--data_folder",
-            str(tiny_data),
+            TINY_BACKBONE_CONFIG[backbone],
             "--audio",
             str(path),
             "--output_folder",
@@ -294,6 +327,38 @@ def test_released_checkpoints_load_with_their_label_order(classifier_runs, tiny_
         ],
     )
     assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "out" / f"{path.stem}_focal.json").is_file()
+
+    (released_folder / "label_encoder.txt").unlink()
+    with pytest.raises(RunFolderError, match="label_encoder.txt"):
+        AudioInterpreter.from_folder(released_folder)
+    result = run_script(
+        "interpret.py",
+        [
+            "--model_folder",
+            str(released_folder),
+            "--backbone_config",
+            TINY_BACKBONE_CONFIG[backbone],
+            "--data_folder",
+            str(tiny_data),
+            "--audio",
+            str(path),
+            "--output_folder",
+            str(tmp_path / "out2"),
+        ],
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_released_weights_that_do_not_fit_are_named():
+    from recipes.models import build_backbone, load_backbone_state
+
+    config = yaml.safe_load(TINY_BACKBONE_CONFIG["vit"])
+    model = build_backbone("vit", pretrained=False, config_overrides=config)
+    state = _legacy_vit_state(model.state_dict())
+    del state["encoder.layer.0.attention.attention.query.weight"]
+    with pytest.raises(ValueError, match="1 missing keys"):
+        load_backbone_state(model, state)
 
 
 def test_first_appearance_order_follows_the_csv_not_the_target(tmp_path):
