@@ -29,7 +29,7 @@ def tiny_args(hparams_file, backbone, data_folder, output_folder, *extra):
     ]
 
 
-def run_script(script, args, timeout=600):
+def run_script(script, args, timeout=600, env=None):
     """``python script args`` in the repository; the CompletedProcess (text output)."""
     return subprocess.run(
         [sys.executable, script, *args],
@@ -37,4 +37,5 @@ def run_script(script, args, timeout=600):
         capture_output=True,
         text=True,
         timeout=timeout,
+        env=env,
     )
