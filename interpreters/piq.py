@@ -11,9 +11,9 @@ decodes a soft mask over the log-spectrogram (paper, section 3.2 "FocalNet-PIQ" 
 The layers follow the authors' definitions (SpeechBrain's ``VectorQuantizedPSIFocalNet_Audio`` /
 ``VectorQuantizedPSIViT_Audio``), so the parameter counts are the authors': 71,405,569 for
 FocalNet-base (D = 1024) and 40,381,441 for ViT-base (D = 768). The codebook of K codes is split
-into ``n_classes`` contiguous blocks (``torch.tensor_split``: 20 or 21 codes per class for K = 1024
-and 50 classes); the authors' ``linspace``/``round`` split gives blocks of the same sizes up to one
-code.
+into ``n_classes`` contiguous blocks by the authors' ``round(linspace(...))`` split (21 and 20 codes
+alternating for K = 1024 and 50 classes; see ``class_code_ranges``); a clip is quantised with the
+codes of its predicted class only.
 
 Tensor layouts: representations [B, D, H, W]; masks and log-spectrograms [B, time, freq].
 
@@ -67,21 +67,34 @@ def representation_grid(representation: torch.Tensor, kind: str, size: int = GRI
 
 
 def class_code_ranges(codebook_size: int, n_classes: int) -> list[range]:
-    """The codebook indices reserved for each class (contiguous blocks of near-equal size).
+    """The codebook indices reserved for each class: the authors' split, exactly.
+
+    Code i belongs to class ``round(linspace(-0.5, n_classes - 0.51, codebook_size)[i])``
+    (float32, round half to even, as ``torch.round``): contiguous blocks of near-equal size,
+    21 and 20 codes alternating for K = 1024 and 50 classes.
 
     Example
     -------
     >>> ranges = class_code_ranges(1024, 50)
-    >>> ranges[0], ranges[-1], sorted({len(r) for r in ranges})
-    (range(0, 21), range(1004, 1024), [20, 21])
+    >>> ranges[0], ranges[1], ranges[-1], sorted({len(r) for r in ranges})
+    (range(0, 21), range(21, 41), range(1004, 1024), [20, 21])
     """
     if codebook_size < n_classes:
         raise ValueError(
             f"codebook_size ({codebook_size}) must be at least n_classes ({n_classes}): "
             "every class needs its own codes"
         )
-    blocks = torch.arange(codebook_size).tensor_split(n_classes)
-    return [range(int(block[0]), int(block[-1]) + 1) for block in blocks]
+    owner = torch.round(torch.linspace(-0.5, n_classes - 0.51, codebook_size)).long()
+    counts = torch.bincount(owner, minlength=n_classes).tolist()
+    if min(counts) == 0:
+        raise ValueError(
+            f"codebook_size {codebook_size} leaves a class of {n_classes} without codes: "
+            "give more codes"
+        )
+    starts = [0]
+    for count in counts:
+        starts.append(starts[-1] + count)
+    return [range(starts[label], starts[label + 1]) for label in range(n_classes)]
 
 
 class ResidualBlock(nn.Module):

@@ -72,6 +72,13 @@ def test_class_partition_covers_the_codebook_once():
     codes = [code for block in ranges for code in block]
     assert codes == list(range(1024))
     assert sorted({len(block) for block in ranges}) == [20, 21]
+    # The authors' split, code by code: class round(linspace(-0.5, C - 0.51, K)[i]).
+    authors = torch.round(torch.linspace(-0.5, 50 - 0.51, 1024)).long()
+    ours = torch.tensor([label for label, block in enumerate(ranges) for _ in block])
+    assert torch.equal(ours, authors)
+    assert [len(block) for block in ranges[:4]] == [21, 20, 21, 20]
+    # ESC-10 with 200 codes: 20 per class
+    assert [len(block) for block in class_code_ranges(200, 10)] == [20] * 10
     with pytest.raises(ValueError, match="at least n_classes"):
         class_code_ranges(10, 50)
 
