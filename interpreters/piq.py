@@ -77,7 +77,7 @@ def class_code_ranges(codebook_size: int, n_classes: int) -> list[range]:
     -------
     >>> ranges = class_code_ranges(1024, 50)
     >>> ranges[0], ranges[1], ranges[-1], sorted({len(r) for r in ranges})
-    (range(0, 21), range(21, 41), range(1004, 1024), [20, 21])
+    (range(0, 21), range(21, 41), range(1003, 1024), [20, 21])
     """
     if codebook_size < n_classes:
         raise ValueError(
