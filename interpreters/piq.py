@@ -11,9 +11,9 @@ decodes a soft mask over the log-spectrogram (paper, section 3.2 "FocalNet-PIQ" 
 The layers follow the authors' definitions (SpeechBrain's ``VectorQuantizedPSIFocalNet_Audio`` /
 ``VectorQuantizedPSIViT_Audio``), so the parameter counts are the authors': 71,405,569 for
 FocalNet-base (D = 1024) and 40,381,441 for ViT-base (D = 768). The codebook of K codes is split
-into ``n_classes`` contiguous blocks by the authors' ``round(linspace(...))`` split (21 and 20 codes
-alternating for K = 1024 and 50 classes; see ``class_code_ranges``); a clip is quantised with the
-codes of its predicted class only.
+into ``n_classes`` contiguous blocks by the authors' ``round(linspace(...))`` split (21 and 20
+codes, mostly alternating, for K = 1024 and 50 classes; see ``class_code_ranges``); a clip is
+quantised with the codes of its predicted class only.
 
 Tensor layouts: representations [B, D, H, W]; masks and log-spectrograms [B, time, freq].
 
@@ -71,7 +71,7 @@ def class_code_ranges(codebook_size: int, n_classes: int) -> list[range]:
 
     Code i belongs to class ``round(linspace(-0.5, n_classes - 0.51, codebook_size)[i])``
     (float32, round half to even, as ``torch.round``): contiguous blocks of near-equal size,
-    21 and 20 codes alternating for K = 1024 and 50 classes.
+    21 and 20 codes, mostly alternating, for K = 1024 and 50 classes.
 
     Example
     -------
