@@ -27,6 +27,7 @@ Example
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
 from pathlib import Path
@@ -54,9 +55,15 @@ from recipes.runs import (
     read_model_card,
 )
 
+logger = logging.getLogger(__name__)
+
 SAMPLE_RATE = 16000
 CLIP_SECONDS = 5.0
 SCORE_SCALE = 30.0  # the additive-margin softmax scale of training (hparams loss_fn.scale)
+# How a 5 s window is scaled before its log-spectrogram: "peak" (divided by its absolute peak,
+# this project's data pipeline) or "signed_max" (divided by its largest sample, ``sig / sig.max()``,
+# the authors' pipeline and so SpeechBrain's released models).
+INPUT_NORMALISATIONS = ("peak", "signed_max")
 METHODS = ("focal", "piq")
 
 
@@ -126,7 +133,14 @@ class AudioInterpreter:
         interpreter: PIQInterpreter | None = None,
         quantile: float = 0.9,
         device: str = "cpu",
+        input_normalisation: str = "peak",
     ):
+        if input_normalisation not in INPUT_NORMALISATIONS:
+            raise ValueError(
+                f"input_normalisation must be one of {INPUT_NORMALISATIONS}, got "
+                f"{input_normalisation!r}"
+            )
+        self.input_normalisation = input_normalisation
         self.device = torch.device(device)
         self.features = LogSpectrogram(sample_rate=SAMPLE_RATE).to(self.device)
         self.embedding_model = embedding_model.to(self.device).eval()
@@ -183,6 +197,7 @@ class AudioInterpreter:
             interpreter=interpreter,
             quantile=classifier_card.get("quantile", 0.9) if quantile is None else quantile,
             device=device,
+            input_normalisation=classifier_card.get("input_normalisation", "peak"),
         )
 
     @classmethod
@@ -241,7 +256,14 @@ class AudioInterpreter:
                 f"{folder}: the checkpoints do not fit a {backbone} model with "
                 f"backbone_config={backbone_config or {}}: {error}"
             ) from error
-        return cls(embedding_model, classifier, class_names, quantile=quantile, device=device)
+        return cls(
+            embedding_model,
+            classifier,
+            class_names,
+            quantile=quantile,
+            device=device,
+            input_normalisation="signed_max",  # the authors' sig / sig.max()
+        )
 
     @classmethod
     def from_folder(cls, folder, method=None, quantile=None, device="cpu", **released):
@@ -306,6 +328,37 @@ class AudioInterpreter:
         """Class probabilities for display: softmax of the cosine scores at the training scale."""
         return torch.softmax(SCORE_SCALE * scores, dim=-1)
 
+    def window_scales(self, windows: torch.Tensor) -> torch.Tensor:
+        """What each window [n, samples] is divided by: [n, 1] (``input_normalisation``).
+
+        "signed_max" divides by the largest sample, as the authors did; a window with sound but
+        no positive sample (the authors' code would flip or blow it up) is divided by its
+        absolute peak instead, with a warning. Silent windows get 0 (they stay zero).
+
+        Example
+        -------
+        >>> model = AudioInterpreter.__new__(AudioInterpreter)
+        >>> windows = torch.tensor([[0.5, -1.0, 0.25], [0.0, 0.0, 0.0]])
+        >>> model.input_normalisation = "peak"
+        >>> model.window_scales(windows).flatten().tolist()
+        [1.0, 0.0]
+        >>> model.input_normalisation = "signed_max"
+        >>> model.window_scales(windows).flatten().tolist()
+        [0.5, 0.0]
+        """
+        peaks = windows.abs().amax(dim=1, keepdim=True)
+        if self.input_normalisation == "peak":
+            return peaks
+        maxima = windows.amax(dim=1, keepdim=True)
+        negative = (maxima <= 0) & (peaks > 0)
+        if negative.any():
+            logger.warning(
+                "%d window(s) have sound but no positive sample: divided by their absolute "
+                "peak, not by their maximum",
+                int(negative.sum()),
+            )
+        return torch.where(negative, peaks, maxima.clamp_min(0))
+
     @torch.no_grad()
     def interpret_waveform(self, signal: torch.Tensor, sample_rate: int, quantile=None) -> dict:
         """Interprets a signal of any length ([samples] or [samples, channels]).
@@ -327,7 +380,8 @@ class AudioInterpreter:
         padded = torch.nn.functional.pad(wave, (0, n_windows * self.clip_samples - n_samples))
         windows = padded.view(n_windows, self.clip_samples).to(self.device)
         peaks = windows.abs().amax(dim=1, keepdim=True)
-        normalised = windows / peaks.clamp_min(torch.finfo(windows.dtype).tiny)
+        scales = self.window_scales(windows)
+        normalised = windows / scales.clamp_min(torch.finfo(windows.dtype).tiny)
         log_spec, phase = self.features(normalised)
         last_frames = self.signal_frames(n_samples - (n_windows - 1) * self.clip_samples)
         valid = None
@@ -336,7 +390,7 @@ class AudioInterpreter:
             valid[-1, last_frames:] = False
         scores, mask = self.mask(log_spec, quantile, valid)
         x_int = mask * log_spec
-        waves = self.features.inverse(x_int, phase, length=self.clip_samples) * peaks
+        waves = self.features.inverse(x_int, phase, length=self.clip_samples) * scales
         interpretation = waves.reshape(-1)[:n_samples].cpu()
 
         probs = self.probabilities(scores)

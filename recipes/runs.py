@@ -85,6 +85,8 @@ def model_card(
         data_folder=str(Path(hparams["data_folder"]).resolve()),
         manifest_folder=str(Path(hparams["manifest_folder"]).resolve()),
         quantile=float(hparams["quantile"]),
+        # data_prep.audio divides every clip by its absolute peak (recipes.inference reads it)
+        input_normalisation="peak",
     )
     return card
 

@@ -303,8 +303,13 @@ def test_released_checkpoints_load_with_their_label_order(
     config = yaml.safe_load(TINY_BACKBONE_CONFIG[backbone])
     released = AudioInterpreter.from_folder(released_folder, backbone_config=config)
     assert released.class_names == label_order and released.kind == backbone
+    # Released models divide each window by its maximum (the authors' sig / sig.max()), runs by
+    # their absolute peak: the same when the loudest sample is positive.
+    assert released.input_normalisation == "signed_max"
+    assert run_model.input_normalisation == "peak"
     for path in sorted((tiny_data / "audio").glob("5-*.wav"))[:3]:
         wave = load_clip(path)
+        wave = wave * torch.sign(wave[wave.abs().argmax()])
         ours = run_model.interpret_waveform(wave, 16000)
         theirs = released.interpret_waveform(wave, 16000)
         assert [n for n, _ in ours["top"]] == [n for n, _ in theirs["top"]]
@@ -312,6 +317,13 @@ def test_released_checkpoints_load_with_their_label_order(
             torch.tensor([p for _, p in ours["top"]]), torch.tensor([p for _, p in theirs["top"]])
         )
         assert torch.equal(ours["mask"], theirs["mask"])
+
+    # A window whose loudest sample is negative: the released model sees wave / max(wave).
+    spiky = wave.clone()
+    spiky[100] = -2.0
+    expected, _ = released.features((spiky / spiky.max()).unsqueeze(0))
+    assert torch.allclose(released.interpret_waveform(spiky, 16000)["log_spec"], expected[0])
+    assert not torch.allclose(run_model.interpret_waveform(spiky, 16000)["log_spec"], expected[0])
 
     result = run_script(
         "interpret.py",
