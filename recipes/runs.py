@@ -289,9 +289,12 @@ def load_frozen_classifier(hparams: dict, card: dict, class_names: list[str]) ->
 def run_split_dataset(folder, split: str = "test", data_folder=None):
     """The ``split`` data set of a classifier run, from the manifests the run wrote.
 
-    ``data_folder`` overrides the one recorded in ``model.json`` (a moved data set).
+    ``data_folder`` overrides the one recorded in ``model.json`` (a moved data set). A PIQ run
+    (its model card names a ``classifier_folder``) uses its classifier's test fold.
     """
     card = read_model_card(folder)
+    if "manifest_folder" not in card and card.get("classifier_folder"):
+        return run_split_dataset(card["classifier_folder"], split, data_folder)
     manifest = Path(card["manifest_folder"]) / f"{split}.json"
     if not manifest.is_file():
         raise RunFolderError(

@@ -147,6 +147,15 @@ def test_mixture_demo_writes_four_panels_and_four_wavs(mode, classifier_runs, tm
     assert bad.returncode != 0 and "dog" in bad.stderr and "Traceback" not in bad.stderr
 
 
+def test_mixture_demo_of_a_piq_run_uses_its_classifiers_test_fold(piq_run, tmp_path):
+    out = tmp_path / "mixtures"
+    args = ["--model_folder", str(piq_run), "--method", "piq", "--classes", "class_02", "class_00"]
+    result = run_script("mixture_demo.py", [*args, "--output_folder", str(out)])
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((out / "mixture_class_02+class_00_spectral_piq.json").read_text())
+    assert summary["method"] == "piq" and summary["sources"] == ["class_02", "class_00"]
+
+
 # -------------------------------------------------------------- interpret ---
 
 
