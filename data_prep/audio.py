@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +28,8 @@ import soundfile as sf
 import speechbrain as sb
 import torch
 import torchaudio
+
+from data_prep.atomic import atomic_path
 
 SAMPLE_RATE = 16000
 DURATION = 5.0
@@ -122,11 +122,8 @@ class ResampleCache:
 
     def put(self, path, signal: torch.Tensor) -> None:
         """Stores the signal of ``path``."""
-        entry = self._entry(path)
-        fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".tmp-", suffix=".npy")
-        with os.fdopen(fd, "wb") as handle:
+        with atomic_path(self._entry(path)) as tmp, open(tmp, "wb") as handle:
             np.save(handle, signal.numpy().astype(np.float32))
-        os.replace(tmp, entry)
 
 
 def load_clip(

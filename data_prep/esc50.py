@@ -47,6 +47,8 @@ from pathlib import Path
 import soundfile as sf
 from tqdm import tqdm
 
+from data_prep.atomic import write_json
+
 logger = logging.getLogger(__name__)
 
 ESC50_COMMIT = "5983fb0c35e751b452e7c562d9207f27b76ddf0d"  # pinned commit of karolpiczak/ESC-50
@@ -648,15 +650,7 @@ def check_folds(train_folds, valid_folds, test_folds) -> None:
 
 
 def _write_json_atomic(path: Path, data) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2)
-            handle.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_json(path, data)
 
 
 def prepare_esc50(

@@ -26,13 +26,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+
+from data_prep.atomic import atomic_path
 
 logger = logging.getLogger(__name__)
 
@@ -224,10 +224,8 @@ def clip_region(
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", newline="") as handle:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
         handle.write(text)
-    os.replace(tmp, path)
 
 
 def generate_synthetic_esc50(

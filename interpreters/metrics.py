@@ -35,14 +35,14 @@ Example
 
 from __future__ import annotations
 
-import json
 import os
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from data_prep.atomic import write_json
 
 
 def probabilities(cosine_scores: torch.Tensor) -> torch.Tensor:
@@ -331,15 +331,4 @@ def write_metrics_json(summary: dict[str, Any], path: str | os.PathLike) -> None
     >>> json.loads(path.read_text())
     {'acc': 0.5, 'n_clips': 2}
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            json.dump(summary, file, indent=2, default=_json_default)
-            file.write("\n")
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
+    write_json(path, summary, default=_json_default)

@@ -28,6 +28,8 @@ import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from data_prep.atomic import atomic_path
+
 SAMPLE_RATE = 16000
 HOP_LENGTH = 186  # samples (11.6099 ms at 16 kHz, recipes/features.py)
 
@@ -46,8 +48,8 @@ def _new_figure(figsize: tuple[float, float]) -> Figure:
 
 def _save_figure(figure: Figure, path: str | os.PathLike, dpi: int) -> None:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=dpi)
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, dpi=dpi, format=path.suffix.lstrip(".") or "png")
 
 
 def save_confusion_matrix_png(
@@ -222,9 +224,8 @@ def save_wav(
     peak = float(np.abs(signal).max()) if signal.size else 0.0
     if peak > 1.0:
         signal = signal / peak
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(str(path), signal, sample_rate, subtype="PCM_16")
+    with atomic_path(path) as tmp:
+        sf.write(str(tmp), signal, sample_rate, subtype="PCM_16", format="WAV")
 
 
 def save_interpretations(

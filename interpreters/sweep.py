@@ -16,12 +16,12 @@ Example
 from __future__ import annotations
 
 import csv
-import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import torch
 
+from data_prep.atomic import atomic_path
 from interpreters.baselines import baseline_map
 from interpreters.localisation import edge_frames, edge_shares
 from interpreters.maps import quantile_mask
@@ -128,14 +128,11 @@ def sweep_quantiles(
 def write_sweep_csv(rows: Sequence[dict], path, extra_columns: Sequence[str] = ()) -> Path:
     """Writes sweep rows as CSV (atomically); ``extra_columns`` come first (e.g. ``method``)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    with open(tmp, "w", newline="") as handle:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=[*extra_columns, *SWEEP_COLUMNS])
         writer.writeheader()
         for row in rows:
             writer.writerow({key: row[key] for key in writer.fieldnames})
-    os.replace(tmp, path)
     return path
 
 

@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from pathlib import Path
+
+from data_prep.atomic import atomic_path
 
 COLUMNS = ("Method", "ACC", "FID-I", "FA", "FA_mask_in", "#Params")
 LABELS = {"focalnet": "FocalNet", "vit": "ViT"}
@@ -82,11 +83,8 @@ def read_run_metrics(folder) -> dict:
 def write_table(rows: list[dict], markdown_path, csv_path) -> None:
     """Writes the Markdown and CSV tables (each atomically)."""
     for path, write in ((markdown_path, _write_markdown), (csv_path, _write_csv)):
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".partial")
-        write(rows, tmp)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            write(rows, tmp)
 
 
 def _write_markdown(rows, path):

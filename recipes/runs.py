@@ -12,9 +12,9 @@ validation: its last epoch's) with ``load_classifier_checkpoint``.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
+from data_prep.atomic import write_json
 from data_prep.audio import make_datasets
 from recipes.labels import default_labels
 from recipes.models import build_embedder, build_head
@@ -119,11 +119,7 @@ def piq_model_card(hparams: dict, interpreter) -> dict:
 
 def write_model_card(folder, card: dict) -> Path:
     """Writes ``card`` as ``folder/model.json`` (atomically: a complete file or none)."""
-    path = Path(folder) / MODEL_CARD
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_text(json.dumps(card, indent=2) + "\n")
-    os.replace(tmp, path)
-    return path
+    return write_json(Path(folder) / MODEL_CARD, card)
 
 
 def read_model_card(folder) -> dict:
