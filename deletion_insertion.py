@@ -36,7 +36,7 @@ def main(argv=None):
     if args.steps < 1 or args.n_clips < 1:
         parser.error("--steps and --n_clips must be >= 1")
     try:
-        model = AudioInterpreter.from_run(args.model_folder, method="focal", device=args.device)
+        model = AudioInterpreter.from_run(args.model_folder, method="by_design", device=args.device)
         piq = None
         if args.piq_folder:
             piq = load_piq_of(args.model_folder, args.piq_folder, args.device)

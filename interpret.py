@@ -17,7 +17,7 @@ import sys
 import yaml
 
 from data_prep.audio import AudioReadError
-from recipes.inference import METHODS, AudioInterpreter
+from recipes.inference import METHOD_ALIASES, METHODS, AudioInterpreter
 from recipes.runs import RunFolderError
 
 
@@ -26,7 +26,13 @@ def parse_arguments(argv):
     parser.add_argument("--model_folder", required=True, help="run folder or released model")
     parser.add_argument("--audio", required=True, nargs="+", help="audio file(s) to interpret")
     parser.add_argument("--quantile", type=float, default=None, help="q (by-design masks)")
-    parser.add_argument("--method", choices=METHODS, default=None, help="focal or piq")
+    parser.add_argument(
+        "--method",
+        choices=(*METHODS, *METHOD_ALIASES),
+        default=None,
+        help="by_design (FocalNet modulation map / ViT attention at q; 'focal' is its old name) "
+        "or piq",
+    )
     parser.add_argument("--output_folder", default=None, help="default: <model_folder>/interpret")
     parser.add_argument("--device", default="cpu")
     parser.add_argument(
@@ -39,6 +45,12 @@ def parse_arguments(argv):
         "--backbone_config",
         default=None,
         help="released models only: YAML dict of config overrides",
+    )
+    parser.add_argument(
+        "--image_antialias",
+        action="store_true",
+        help="released models only: anti-aliased resize to 224x224 (torchvision >= 0.17's "
+        "default; see the README's deviations)",
     )
     parser.add_argument(
         "--data_folder",
@@ -68,6 +80,7 @@ def main(argv=None):
             backbone=args.backbone,
             backbone_config=args.backbone_config,
             data_folder=args.data_folder,
+            image_antialias=args.image_antialias,
         )
     except RunFolderError as error:
         sys.exit(f"interpret.py: {error}")

@@ -43,7 +43,7 @@ def main(argv=None):
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     try:
-        model = AudioInterpreter.from_run(args.model_folder, method="focal", device=args.device)
+        model = AudioInterpreter.from_run(args.model_folder, method="by_design", device=args.device)
         piq = None
         if args.piq_folder:
             piq = load_piq_of(args.model_folder, args.piq_folder, args.device)

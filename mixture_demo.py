@@ -18,7 +18,7 @@ import sys
 
 from data_prep.audio import AudioReadError, load_clip
 from data_prep.mixing import MODES
-from recipes.inference import METHODS, AudioInterpreter
+from recipes.inference import METHOD_ALIASES, METHODS, AudioInterpreter
 from recipes.runs import RunFolderError, first_test_clips
 
 DEFAULT_CLASSES = ("church_bells", "water_drops")
@@ -31,7 +31,7 @@ def parse_arguments(argv):
     sources.add_argument("--files", nargs=2, metavar="FILE", help="two audio files")
     sources.add_argument("--classes", nargs=2, metavar="CLASS", help="two classes of the test fold")
     parser.add_argument("--mode", choices=MODES, default="spectral")
-    parser.add_argument("--method", choices=METHODS, default=None)
+    parser.add_argument("--method", choices=(*METHODS, *METHOD_ALIASES), default=None)
     parser.add_argument("--quantile", type=float, default=None)
     parser.add_argument("--data_folder", default=None, help="default: the one in model.json")
     parser.add_argument("--output_folder", default=None)

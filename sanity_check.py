@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from interpreters.outputs import save_sanity_png, write_csv_rows, written_together
-from recipes.inference import AudioInterpreter
+from recipes.inference import METHOD_ALIASES, AudioInterpreter
 from recipes.runs import RunFolderError
 from recipes.studies import SANITY_METHODS, sanity_rows
 
@@ -24,14 +24,21 @@ from recipes.studies import SANITY_METHODS, sanity_rows
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model_folder", required=True, help="a train_classifier.py run")
-    parser.add_argument("--methods", nargs="+", choices=SANITY_METHODS, default=SANITY_METHODS)
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        choices=(*SANITY_METHODS, *METHOD_ALIASES),
+        default=SANITY_METHODS,
+        help="by_design ('focal' is its old name), saliency, energy",
+    )
     parser.add_argument("--n_clips", type=int, default=16)
     parser.add_argument("--data_folder", default=None, help="default: the one in model.json")
     parser.add_argument("--output_folder", default=None)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    args.methods = list(dict.fromkeys(METHOD_ALIASES.get(name, name) for name in args.methods))
     try:
-        model = AudioInterpreter.from_run(args.model_folder, method="focal", device=args.device)
+        model = AudioInterpreter.from_run(args.model_folder, method="by_design", device=args.device)
         rows = sanity_rows(model, args.model_folder, args.n_clips, args.methods, args.data_folder)
     except RunFolderError as error:
         sys.exit(f"sanity_check.py: {error}")

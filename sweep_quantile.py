@@ -62,7 +62,7 @@ def main(argv=None):
     curves, references, rows = {}, {}, []
     try:
         for folder in args.model_folders:
-            model = AudioInterpreter.from_run(folder, method="focal", device=args.device)
+            model = AudioInterpreter.from_run(folder, method="by_design", device=args.device)
             dataset = run_split_dataset(folder, "test", args.data_folder)
             loader = sb.dataio.dataloader.make_dataloader(dataset, batch_size=args.batch_size)
             label = LABELS[model.kind]
@@ -70,8 +70,8 @@ def main(argv=None):
             batches = tqdm(loader, desc=label)
             sweep = sweep_quantiles(model, batches, args.quantiles, args.baselines, args.seed)
             write_sweep_csv(sweep, Path(folder) / "quantile_sweep.csv", extra_columns=["method"])
-            for method in ["focal", *args.baselines]:
-                name = label if method == "focal" else f"{label} {method}"
+            for method in ["by_design", *args.baselines]:
+                name = label if method == "by_design" else f"{label} {method}"
                 curves[name] = [row for row in sweep if row["method"] == method]
                 rows += [{**row, "method": name} for row in curves[name]]
         for folder in args.piq_folders:

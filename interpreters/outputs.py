@@ -460,7 +460,7 @@ def save_localisation_png(summary: Sequence[dict], path: str | os.PathLike) -> N
     -------
     >>> import tempfile, pathlib
     >>> path = pathlib.Path(tempfile.mkdtemp()) / "localisation.png"
-    >>> rows = [{"method": "focal", "share_in_region": 0.6, "iou": 0.3, "chance_share": 0.1}]
+    >>> rows = [{"method": "by_design", "share_in_region": 0.6, "iou": 0.3, "chance_share": 0.1}]
     >>> save_localisation_png(rows, path)
     >>> path.is_file()
     True
@@ -501,7 +501,7 @@ def save_sanity_png(rows: Sequence[dict], path: str | os.PathLike) -> None:
     -------
     >>> import tempfile, pathlib
     >>> path = pathlib.Path(tempfile.mkdtemp()) / "sanity.png"
-    >>> rows = [{"method": "focal", "randomised": level, "spearman_mean": value,
+    >>> rows = [{"method": "by_design", "randomised": level, "spearman_mean": value,
     ...          "spearman_std": 0.0} for level, value in (("none", 1.0), ("head", 0.2))]
     >>> save_sanity_png(rows, path)
     >>> path.is_file()
@@ -539,9 +539,9 @@ def save_deletion_png(curves: Sequence[dict], areas: Sequence[dict], path) -> No
     -------
     >>> import tempfile, pathlib
     >>> path = pathlib.Path(tempfile.mkdtemp()) / "deletion.png"
-    >>> curves = [{"method": "focal", "curve": c, "fraction": f, "probability": 1 - f}
+    >>> curves = [{"method": "by_design", "curve": c, "fraction": f, "probability": 1 - f}
     ...           for c in ("deletion", "insertion") for f in (0.0, 1.0)]
-    >>> save_deletion_png(curves, [{"method": "focal", "deletion_auc": 0.5,
+    >>> save_deletion_png(curves, [{"method": "by_design", "deletion_auc": 0.5,
     ...                             "insertion_auc": 0.5}], path)
     >>> path.is_file()
     True

@@ -78,11 +78,11 @@ def sweep_quantiles(
     Returns
     -------
     list of dict
-        One row per method and q: ``method`` ("focal" or the baseline's name) and the keys of
+        One row per method and q: ``method`` ("by_design" or the baseline's name) and the keys of
         ``SWEEP_COLUMNS``.
     """
     quantiles = check_quantiles(quantiles)
-    methods = ["focal", *baselines]
+    methods = ["by_design", *baselines]
     n_classes = len(model.class_names)
     accumulators = {
         (method, q): MetricsAccumulator(n_classes, device=model.device)
@@ -100,7 +100,7 @@ def sweep_quantiles(
             sample_rate = int(model.features.stft.sample_rate)
             edges = edge_frames(log_spec.shape[1], model.features_hop(), sample_rate, EDGE_SECONDS)
         scores, upsampled = model.scores_and_map(log_spec)
-        maps = {"focal": upsampled}
+        maps = {"by_design": upsampled}
         for name in baselines:
             maps[name] = baseline_map(name, model.cosine_scores, log_spec, generator)
         for (method, q), accumulator in accumulators.items():

@@ -34,6 +34,8 @@ N_FFT = 1024
 WIN_LENGTH_MS = 23.2199  # 372 samples at 16 kHz (the paper's "23 ms")
 HOP_LENGTH_MS = 11.6099  # 186 samples at 16 kHz (the paper's "11 ms")
 IMAGE_SIZE = (224, 224)
+# The paper's STFT, as recorded in a run's model.json (``stft``) and read back by inference.
+STFT_DEFAULTS = {"n_fft": N_FFT, "win_length": WIN_LENGTH_MS, "hop_length": HOP_LENGTH_MS}
 
 
 class LogSpectrogram(torch.nn.Module):
@@ -56,6 +58,8 @@ class LogSpectrogram(torch.nn.Module):
     >>> log_spec, phase = features(torch.zeros(1, 16000))
     >>> log_spec.shape
     torch.Size([1, 87, 513])
+    >>> features.settings
+    {'n_fft': 1024, 'win_length': 23.2199, 'hop_length': 11.6099}
     """
 
     def __init__(
@@ -66,6 +70,8 @@ class LogSpectrogram(torch.nn.Module):
         hop_length: float = HOP_LENGTH_MS,
     ):
         super().__init__()
+        self.sample_rate = int(sample_rate)
+        self.settings = {"n_fft": int(n_fft), "win_length": win_length, "hop_length": hop_length}
         self.stft = STFT(
             sample_rate=sample_rate, n_fft=n_fft, win_length=win_length, hop_length=hop_length
         )

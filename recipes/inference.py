@@ -2,16 +2,17 @@
 
 ``AudioInterpreter.from_run(RUN)`` rebuilds a model from a training run's folder (its
 ``model.json`` and best checkpoint): a ``train_classifier.py`` run gives the by-design
-interpretation (``method="focal"``: FocalNet modulation map or ViT attention, thresholded at
-quantile q); a ``train_piq.py`` run gives PIQ's mask (``method="piq"``) or, on request, its frozen
-classifier's by-design one. ``AudioInterpreter.from_released(FOLDER)`` loads the checkpoints
-SpeechBrain published for the paper (``embedding_model.ckpt``, ``classifier.ckpt``,
-``label_encoder.txt``).
+interpretation (``method="by_design"``, formerly ``"focal"``: FocalNet modulation map or ViT
+attention, thresholded at quantile q); a ``train_piq.py`` run gives PIQ's mask
+(``method="piq"``) or, on request, its frozen classifier's by-design one.
+``AudioInterpreter.from_released(FOLDER)`` loads the checkpoints SpeechBrain published for the
+paper (``embedding_model.ckpt``, ``classifier.ckpt``, ``label_encoder.txt``). Sample rate, clip
+length, STFT and score scale come from the run's ``model.json`` (``card_settings``).
 
 Files: any format soundfile reads, any sample rate, mono or stereo, any length. The signal is
-downmixed and resampled to 16 kHz, cut into 5 s windows (the last one zero-padded), each window
-peak-normalised and interpreted, and the windows' masks stitched back: the interpretation WAV has
-the input's duration.
+downmixed and resampled to the model's rate (16 kHz), cut into 5 s windows (the last one
+zero-padded), each window peak-normalised and interpreted, and the windows' masks stitched back:
+the interpretation WAV has the input's duration.
 
 Example
 -------
@@ -45,7 +46,7 @@ from interpreters.outputs import (
     written_together,
 )
 from interpreters.piq import PIQInterpreter, representation_grid
-from recipes.features import LogSpectrogram
+from recipes.features import STFT_DEFAULTS, LogSpectrogram
 from recipes.models import build_embedder, build_head, load_backbone_state
 from recipes.runs import (
     RunFolderError,
@@ -57,6 +58,9 @@ from recipes.runs import (
 
 logger = logging.getLogger(__name__)
 
+# What a model saw, read from a run's model.json (``sample_rate``, ``clip_seconds``, ``stft``,
+# ``score_scale``); these defaults are the paper's values, used for released models and for runs
+# written before the card recorded them.
 SAMPLE_RATE = 16000
 CLIP_SECONDS = 5.0
 SCORE_SCALE = 30.0  # the additive-margin softmax scale of training (hparams loss_fn.scale)
@@ -64,7 +68,23 @@ SCORE_SCALE = 30.0  # the additive-margin softmax scale of training (hparams los
 # this project's data pipeline) or "signed_max" (divided by its largest sample, ``sig / sig.max()``,
 # the authors' pipeline and so SpeechBrain's released models).
 INPUT_NORMALISATIONS = ("peak", "signed_max")
-METHODS = ("focal", "piq")
+METHODS = ("by_design", "piq")
+# Earlier names of a method, still accepted (``focal`` also named ViT attention maps).
+METHOD_ALIASES = {"focal": "by_design"}
+
+
+def canonical_method(method: str | None) -> str | None:
+    """The method's current name (``"focal"`` -> ``"by_design"``); ValueError for an unknown one.
+
+    Example
+    -------
+    >>> canonical_method("focal"), canonical_method("piq"), canonical_method(None)
+    ('by_design', 'piq', None)
+    """
+    method = METHOD_ALIASES.get(method, method)
+    if method not in (None, *METHODS):
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    return method
 
 
 RELEASED_ID = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
@@ -106,6 +126,25 @@ def _released_class_names(folder: Path, data_folder=None) -> list[str]:
     return first_appearance_classes(data_folder)
 
 
+def card_settings(card: dict) -> dict:
+    """What a run's model card says its classifier saw: sample rate, clip length, STFT settings
+    and score scale, each defaulting to the paper's value for cards written before it existed.
+
+    Example
+    -------
+    >>> card_settings({"sample_rate": 8000, "stft": {"n_fft": 512}})
+    {'sample_rate': 8000, 'clip_seconds': 5.0, 'stft': {'n_fft': 512}, 'score_scale': 30.0}
+    >>> card_settings({})["stft"]
+    {'n_fft': 1024, 'win_length': 23.2199, 'hop_length': 11.6099}
+    """
+    return {
+        "sample_rate": int(card.get("sample_rate", SAMPLE_RATE)),
+        "clip_seconds": float(card.get("clip_seconds", CLIP_SECONDS)),
+        "stft": dict(card.get("stft", STFT_DEFAULTS)),
+        "score_scale": float(card.get("score_scale", SCORE_SCALE)),
+    }
+
+
 class AudioInterpreter:
     """A trained classifier with its interpretation method, ready for tensors and files.
 
@@ -123,6 +162,15 @@ class AudioInterpreter:
         Default quantile order q of the by-design mask.
     device : str
         Where to run.
+    input_normalisation : str
+        How each window is scaled before its log-spectrogram (``INPUT_NORMALISATIONS``).
+    sample_rate, clip_seconds : int, float
+        The classifier's sample rate and clip (window) length.
+    stft : dict, optional
+        ``n_fft``, ``win_length`` and ``hop_length`` (ms) of the log-spectrogram; missing keys
+        take the paper's values (``recipes.features.STFT_DEFAULTS``).
+    score_scale : float
+        The scale of the cosine scores in the displayed probabilities (training's loss scale).
     """
 
     def __init__(
@@ -134,6 +182,10 @@ class AudioInterpreter:
         quantile: float = 0.9,
         device: str = "cpu",
         input_normalisation: str = "peak",
+        sample_rate: int = SAMPLE_RATE,
+        clip_seconds: float = CLIP_SECONDS,
+        stft: dict | None = None,
+        score_scale: float = SCORE_SCALE,
     ):
         if input_normalisation not in INPUT_NORMALISATIONS:
             raise ValueError(
@@ -142,29 +194,32 @@ class AudioInterpreter:
             )
         self.input_normalisation = input_normalisation
         self.device = torch.device(device)
-        self.features = LogSpectrogram(sample_rate=SAMPLE_RATE).to(self.device)
+        self.sample_rate = int(sample_rate)
+        self.clip_seconds = float(clip_seconds)
+        self.score_scale = float(score_scale)
+        stft = {**STFT_DEFAULTS, **(stft or {})}
+        self.features = LogSpectrogram(sample_rate=self.sample_rate, **stft).to(self.device)
         self.embedding_model = embedding_model.to(self.device).eval()
         self.classifier = classifier.to(self.device).eval()
         self.interpreter = None if interpreter is None else interpreter.to(self.device).eval()
         self.class_names = list(class_names)
         self.quantile = float(quantile)
         self.kind = embedding_model.kind
-        self.clip_samples = int(SAMPLE_RATE * CLIP_SECONDS)
+        self.clip_samples = round(self.sample_rate * self.clip_seconds)
 
     @property
     def method(self) -> str:
-        return "focal" if self.interpreter is None else "piq"
+        return "by_design" if self.interpreter is None else "piq"
 
     # ------------------------------------------------------------- loading ---
     @classmethod
     def from_run(cls, folder, method: str | None = None, quantile=None, device="cpu"):
         """Loads a ``train_classifier.py`` or ``train_piq.py`` run folder.
 
-        ``method``: "focal" (by-design, default for classifier runs) or "piq" (default for PIQ
+        ``method``: "by_design" (by-design, default for classifier runs) or "piq" (default for PIQ
         runs). ``quantile`` defaults to the run's.
         """
-        if method not in (None, *METHODS):
-            raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+        method = canonical_method(method)
         card = read_model_card(folder)
         interpreter = None
         if card.get("method") == "piq":
@@ -183,7 +238,7 @@ class AudioInterpreter:
             if method == "piq":
                 raise RunFolderError(
                     f"{folder} is a classifier run: --method=piq needs the output folder of a "
-                    "train_piq.py run (or use --method=focal)."
+                    "train_piq.py run (or use --method=by_design)."
                 )
             classifier_folder, classifier_card = folder, card
         embedding_model, classifier = build_classifier(classifier_card)
@@ -198,6 +253,7 @@ class AudioInterpreter:
             quantile=classifier_card.get("quantile", 0.9) if quantile is None else quantile,
             device=device,
             input_normalisation=classifier_card.get("input_normalisation", "peak"),
+            **card_settings(classifier_card),
         )
 
     @classmethod
@@ -209,6 +265,7 @@ class AudioInterpreter:
         quantile=0.9,
         device="cpu",
         data_folder=None,
+        image_antialias=False,
     ):
         """Loads SpeechBrain's published checkpoints for the paper from a local folder.
 
@@ -219,7 +276,10 @@ class AudioInterpreter:
         appearance of each class in the training manifest, not ESC-50's ``target``). Without
         ``label_encoder.txt``, ``data_folder`` (an ESC-50 copy) gives that order.
         ``backbone`` is read from the state dict's keys when not given; ``backbone_config``
-        overrides the shipped (base) config, for smaller models.
+        overrides the shipped (base) config, for smaller models. ``image_antialias`` sets the
+        resize of the image view: False (default) is torchvision < 0.17's tensor ``resize``, True
+        torchvision >= 0.17's (README, "Deviations and choices": which one the authors ran is
+        not recorded).
         """
         folder = Path(folder)
         missing = [
@@ -239,7 +299,10 @@ class AudioInterpreter:
             is_focalnet = any(key.startswith("focalnet.") for key in backbone_state)
             backbone = "focalnet" if is_focalnet else "vit"
         embedding_model = build_embedder(
-            backbone, pretrained=False, config_overrides=backbone_config
+            backbone,
+            pretrained=False,
+            config_overrides=backbone_config,
+            image_antialias=image_antialias,
         )
         n_classes, head_neurons = head_state["weight"].shape
         if n_classes != len(class_names):
@@ -273,6 +336,7 @@ class AudioInterpreter:
         ``speechbrain/vit-base-esc50``) that is not a local folder is downloaded first, into
         ``pretrained_models/`` (needs the network).
         """
+        method = canonical_method(method)
         path = Path(folder)
         if not path.exists() and RELEASED_ID.fullmatch(str(folder)):
             path = download_released(str(folder))
@@ -326,7 +390,7 @@ class AudioInterpreter:
 
     def probabilities(self, scores: torch.Tensor) -> torch.Tensor:
         """Class probabilities for display: softmax of the cosine scores at the training scale."""
-        return torch.softmax(SCORE_SCALE * scores, dim=-1)
+        return torch.softmax(self.score_scale * scores, dim=-1)
 
     def window_scales(self, windows: torch.Tensor) -> torch.Tensor:
         """What each window [n, samples] is divided by: [n, 1] (``input_normalisation``).
@@ -364,13 +428,13 @@ class AudioInterpreter:
         """Interprets a signal of any length ([samples] or [samples, channels]).
 
         Returns a dict: ``log_spec``, ``mask`` (stitched, [frames, 513]), ``interpretation_wave``
-        (16 kHz, the input's duration), ``top`` (up to 5 (class, probability) pairs, the
+        (at ``sample_rate``, the input's duration), ``top`` (up to 5 (class, probability) pairs, the
         probabilities averaged over the non-silent windows), ``windows`` (per 5 s window: start,
         end, predicted class, probability) and ``n_windows``.
         """
         if signal.dim() == 1:
             signal = signal.unsqueeze(1)
-        wave = to_mono_resampled(signal.float(), sample_rate, SAMPLE_RATE)
+        wave = to_mono_resampled(signal.float(), sample_rate, self.sample_rate)
         n_samples = wave.shape[0]
         if n_samples == 0:
             raise AudioReadError("the audio is empty (0 samples)")
@@ -403,8 +467,8 @@ class AudioInterpreter:
             best = int(probs[index].argmax())
             window_rows.append(
                 {
-                    "start_s": index * CLIP_SECONDS,
-                    "end_s": min((index + 1) * CLIP_SECONDS, n_samples / SAMPLE_RATE),
+                    "start_s": index * self.clip_seconds,
+                    "end_s": min((index + 1) * self.clip_seconds, n_samples / self.sample_rate),
                     "class": self.class_names[best],
                     "probability": float(probs[index, best]),
                     "silent": not bool(audible[index]),
@@ -452,7 +516,7 @@ class AudioInterpreter:
         q = self.effective_quantile(quantile)
         summary = {
             "audio": str(path),
-            "duration_s": len(result["interpretation_wave"]) / SAMPLE_RATE,
+            "duration_s": len(result["interpretation_wave"]) / self.sample_rate,
             "input_sample_rate": sample_rate,
             "method": self.method,
             "backbone": self.kind,
@@ -471,8 +535,10 @@ class AudioInterpreter:
                 staging / names["png"],
                 None,
                 result["top"][0][0],
+                sample_rate=self.sample_rate,
+                hop_length=self.features_hop(),
             )
-            save_wav(result["interpretation_wave"], staging / names["wav"], SAMPLE_RATE)
+            save_wav(result["interpretation_wave"], staging / names["wav"], self.sample_rate)
             (staging / names["json"]).write_text(json.dumps(summary, indent=2) + "\n")
         return summary
 
@@ -486,8 +552,8 @@ class AudioInterpreter:
         ``_interpretation.wav`` and ``.json``, all together. ``names`` label the sources
         (class names or file names). Returns the JSON content.
         """
-        mixture, parts = mix_sources(source_1, source_2, SAMPLE_RATE, mode)
-        result = self.interpret_waveform(mixture, SAMPLE_RATE, quantile)
+        mixture, parts = mix_sources(source_1, source_2, self.sample_rate, mode)
+        result = self.interpret_waveform(mixture, self.sample_rate, quantile)
         spectrograms = [self.features(part.unsqueeze(0).to(self.device))[0][0] for part in parts]
         x_int = result["mask"] * result["log_spec"]
         predicted = result["top"][0][0]
@@ -521,9 +587,11 @@ class AudioInterpreter:
                     f"interpretation (predicted: {predicted})",
                 ],
                 staging / f"{stem}.png",
+                sample_rate=self.sample_rate,
+                hop_length=self.features_hop(),
             )
             for key, wave in waves.items():
-                save_wav(wave.cpu(), staging / f"{stem}_{key}.wav", SAMPLE_RATE)
+                save_wav(wave.cpu(), staging / f"{stem}_{key}.wav", self.sample_rate)
             (staging / f"{stem}.json").write_text(json.dumps(summary, indent=2) + "\n")
         return summary
 

@@ -73,7 +73,7 @@ def model_card(
     """
     card = {key: _plain(hparams.get(key, CARD_DEFAULTS.get(key))) for key in ARCHITECTURE_KEYS}
     card.update(
-        method="by-design",
+        method="by_design",
         source=hparams["source"],
         pretrained=bool(hparams["pretrained"]),
         sample_rate=hparams["sample_rate"],
@@ -88,6 +88,10 @@ def model_card(
         # data_prep.audio divides every clip by its absolute peak (recipes.inference reads it)
         input_normalisation="peak",
     )
+    if hasattr(hparams.get("features"), "settings"):  # the STFT the run computed
+        card["stft"] = dict(hparams["features"].settings)
+    if hasattr(hparams.get("loss_fn"), "scale"):  # the cosine scores' scale in training
+        card["score_scale"] = float(hparams["loss_fn"].scale)
     return card
 
 

@@ -73,11 +73,11 @@ def localisation_rows(
     for pair in mixture_pairs(items, n_mixtures):
         wave, regions = _sources(pair, specs, model.features, model.device)
         log_spec, _ = model.features(wave.unsqueeze(0).to(model.device))
-        scores, focal_map = model.scores_and_map(log_spec)
+        scores, by_design_map = model.scores_and_map(log_spec)
         classes = [model.class_names.index(item["class_name"]) for item in pair]
         scored = int(scores[0, classes[1]] > scores[0, classes[0]])
         region = regions[scored].unsqueeze(0).to(model.device)
-        masks = {"focal": quantile_mask(focal_map, q)}
+        masks = {"by_design": quantile_mask(by_design_map, q)}
         for name in baselines:
             baseline = baseline_map(name, model.cosine_scores, log_spec, generator)
             masks[name] = quantile_mask(baseline, q)
@@ -119,16 +119,16 @@ def summarise(rows: list[dict]) -> list[dict]:
     return summary
 
 
-SANITY_METHODS = ("focal", "saliency", "energy")
+SANITY_METHODS = ("by_design", "saliency", "energy")
 BARELY_CHANGES = 0.9  # a mean rank correlation above this flags a method
 
 
 def _maps(model, log_spec, methods):
-    _, focal_map = model.scores_and_map(log_spec)
+    _, by_design_map = model.scores_and_map(log_spec)
     maps = {}
     for method in methods:
-        if method == "focal":
-            maps[method] = focal_map
+        if method == "by_design":
+            maps[method] = by_design_map
         else:
             maps[method] = baseline_map(method, model.cosine_scores, log_spec)
     return maps
@@ -184,14 +184,14 @@ def deletion_rows(
     with dataset.output_keys_as(["signal"]):
         waves = [item["signal"] for _, item in zip(range(n_clips), dataset, strict=False)]
     generator = torch.Generator().manual_seed(seed)
-    methods = ["focal", *baselines, *(["piq"] if piq is not None else [])]
+    methods = ["by_design", *baselines, *(["piq"] if piq is not None else [])]
     sums = {method: None for method in methods}
     for start in range(0, len(waves), batch_size):
         log_spec, _ = model.features(
             torch.stack(waves[start : start + batch_size]).to(model.device)
         )
-        _, focal_map = model.scores_and_map(log_spec)
-        maps = {"focal": focal_map}
+        _, by_design_map = model.scores_and_map(log_spec)
+        maps = {"by_design": by_design_map}
         for name in baselines:
             maps[name] = baseline_map(name, model.cosine_scores, log_spec, generator)
         if piq is not None:

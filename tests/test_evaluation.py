@@ -145,7 +145,7 @@ def test_localisation_end_to_end_on_synthetic_mixtures(classifier_runs, piq_run,
     # Test fold, in id order: 2 clips of class 0, then of class 1, then of class 2. Greedy
     # pairing gives (0, 1) twice; the two class-2 clips are left: 2 mixtures, 4 methods each.
     assert len(rows) == 8 and {row["method"] for row in rows} == {
-        "focal",
+        "by_design",
         "random",
         "energy",
         "piq",
@@ -206,14 +206,14 @@ def test_randomisation_sanity_check(classifier_runs, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     with open(out / "sanity_check.csv") as handle:
         rows = {(row["method"], row["randomised"]): row for row in csv.DictReader(handle)}
-    for method in ("focal", "saliency", "energy"):
+    for method in ("by_design", "saliency", "energy"):
         # Re-initialising with the same weights changes nothing: correlation exactly 1.
         assert float(rows[(method, "none")]["spearman_mean"]) == pytest.approx(1.0, abs=1e-6)
     # Known answers: the modulation map is computed before the head, and the energy map
     # ignores the model, so neither changes with the head; the last stage changes the former.
-    assert float(rows[("focal", "head")]["spearman_mean"]) == pytest.approx(1.0, abs=1e-6)
+    assert float(rows[("by_design", "head")]["spearman_mean"]) == pytest.approx(1.0, abs=1e-6)
     assert rows[("energy", "last_stage")]["barely_changes"] == "True"
-    assert float(rows[("focal", "last_stage")]["spearman_mean"]) < 0.99
+    assert float(rows[("by_design", "last_stage")]["spearman_mean"]) < 0.99
     assert (out / "sanity_check.png").is_file()
 
 
@@ -260,7 +260,7 @@ def test_deletion_insertion_script(classifier_runs, tmp_path):
     assert len(curves) == 2 * 2 * 4  # 2 methods x 2 curves x (3 steps + 1)
     with open(out / "deletion_insertion_auc.csv") as handle:
         areas = list(csv.DictReader(handle))
-    assert [row["method"] for row in areas] == ["focal", "random"]
+    assert [row["method"] for row in areas] == ["by_design", "random"]
     assert all(
         0 <= float(row[key]) <= 1 for row in areas for key in ("deletion_auc", "insertion_auc")
     )

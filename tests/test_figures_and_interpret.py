@@ -56,7 +56,7 @@ def test_sweep_matches_the_recipe_and_writes_csv_and_figure(classifier_runs, piq
         recipe = json.loads((classifier_runs[backbone] / "test_metrics.json").read_text())
         with open(classifier_runs[backbone] / "quantile_sweep.csv") as handle:
             rows_09 = [row for row in csv.DictReader(handle) if float(row["q"]) == 0.9]
-        at_09 = [row for row in rows_09 if row["method"] == "focal"][0]
+        at_09 = [row for row in rows_09 if row["method"] == "by_design"][0]
         for key in ("fid_i", "fa", "fa_mask_in", "acc"):
             assert float(at_09[key]) == pytest.approx(recipe[key], abs=1e-5), (backbone, key)
 
@@ -136,7 +136,7 @@ def test_mixture_demo_writes_four_panels_and_four_wavs(mode, classifier_runs, tm
     result = run_script("mixture_demo.py", [*args, "--output_folder", str(out)])
     assert result.returncode == 0, result.stderr[-3000:]
     # No church_bells / water_drops in the synthetic set: its first two classes are used.
-    stem = f"mixture_class_00+class_01_{mode}_focal"
+    stem = f"mixture_class_00+class_01_{mode}_by_design"
     summary = json.loads((out / f"{stem}.json").read_text())
     assert summary["sources"] == ["class_00", "class_01"] and len(summary["top"]) == 3
     for key in ("source1", "source2", "mixture", "interpretation"):
@@ -179,17 +179,18 @@ def test_interpret_any_file_keeps_its_duration(classifier_runs, tiny_data, tmp_p
     )
     assert result.returncode == 0, result.stderr[-3000:]
     for path in files:
-        summary = json.loads((out / f"{path.stem}_focal.json").read_text())
+        summary = json.loads((out / f"{path.stem}_by_design.json").read_text())
         assert summary["quantile"] == 0.8 and len(summary["top"]) == 3
         probabilities = [row["probability"] for row in summary["top"]]
         assert probabilities == sorted(probabilities, reverse=True)
         assert sum(probabilities) == pytest.approx(1.0, abs=1e-4)  # 3 classes: all of them
-        info = sf.info(str(out / f"{path.stem}_focal.wav"))
+        info = sf.info(str(out / f"{path.stem}_by_design.wav"))
         assert info.samplerate == 16000
         assert abs(info.duration - sf.info(str(path)).duration) <= 1 / 16000 + 1e-9
-        assert (out / f"{path.stem}_focal.png").is_file()
+        assert (out / f"{path.stem}_by_design.png").is_file()
         assert summary["top"][0]["class"] in result.stdout
-    assert json.loads((out / "long_stereo_focal.json").read_text())["windows"][1]["end_s"] == 7.5
+    long_summary = json.loads((out / "long_stereo_by_design.json").read_text())
+    assert long_summary["windows"][1]["end_s"] == 7.5
 
 
 def test_interpret_bad_input_is_a_clear_error_with_nothing_written(classifier_runs, tmp_path):
@@ -227,8 +228,8 @@ def test_interpret_with_piq_and_the_python_api(piq_run, tiny_data, tmp_path):
     signal = torch.from_numpy(sf.read(str(path), dtype="float32")[0])
     result = model.interpret_waveform(signal, sf.info(str(path)).samplerate)
     assert [name for name, _ in result["top"]] == [row["class"] for row in summary["top"]]
-    focal = AudioInterpreter.from_run(piq_run, method="focal")
-    assert focal.method == "focal" and focal.quantile == 0.9
+    focal = AudioInterpreter.from_run(piq_run, method="by_design")
+    assert focal.method == "by_design" and focal.quantile == 0.9
 
 
 def test_interpret_stitches_windows_in_time_order(classifier_runs):
@@ -348,7 +349,18 @@ def test_released_checkpoints_load_with_their_label_order(
         ],
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert (tmp_path / "out" / f"{path.stem}_focal.json").is_file()
+    assert (tmp_path / "out" / f"{path.stem}_by_design.json").is_file()
+
+    # The anti-aliased image view (torchvision >= 0.17's resize default) on request.
+    assert released.embedding_model.image_antialias is False
+    antialiased = AudioInterpreter.from_folder(
+        released_folder, backbone_config=config, image_antialias=True
+    )
+    assert antialiased.embedding_model.image_antialias is True
+    log_spec = ours["log_spec"][:431].unsqueeze(0)
+    assert not torch.allclose(
+        antialiased.embedding_model.image(log_spec), released.embedding_model.image(log_spec)
+    )
 
     (released_folder / "label_encoder.txt").unlink()
     with pytest.raises(RunFolderError, match="label_encoder.txt"):

@@ -75,10 +75,10 @@ def test_interpretations_of_real_clips(esc10_run, real_esc10, tmp_path):
         [f"--model_folder={esc10_run}", f"--audio={clip}", f"--output_folder={tmp_path}"],
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    summary = json.loads((tmp_path / "5-200334-A-1_focal.json").read_text())
+    summary = json.loads((tmp_path / "5-200334-A-1_by_design.json").read_text())
     assert summary["input_sample_rate"] == 44100
     assert summary["top"][0]["class"] in ESC10_CLASSES
     assert summary["mask_share"] == pytest.approx(0.1, abs=1e-3)
-    audio, rate = sf.read(tmp_path / "5-200334-A-1_focal.wav")
+    audio, rate = sf.read(tmp_path / "5-200334-A-1_by_design.wav")
     assert rate == 16000 and abs(len(audio) / rate - summary["duration_s"]) < 1e-3
-    assert (tmp_path / "5-200334-A-1_focal.png").stat().st_size > 10_000
+    assert (tmp_path / "5-200334-A-1_by_design.png").stat().st_size > 10_000
