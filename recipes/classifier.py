@@ -100,6 +100,7 @@ class ClassifierBrain(InterpretationScoring, sb.Brain):
     @torch.no_grad()
     def _interpret_batch(self, predictions, batch):
         log_spec = predictions["log_spec"]
+        self.note_dtype("raw_map", predictions["raw_map"])
         by_design_map = MAP_FUNCTIONS[self.hparams.embedding_model.kind](predictions["raw_map"])
         mask = quantile_mask(upsample_map(by_design_map, log_spec.shape[1:]), self.quantile)
         self.score_masks(

@@ -15,7 +15,9 @@ project's own errors (bad data, bad run folders) into one line and a non-zero ex
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
+import logging
 import os
 import shutil
 import sys
@@ -27,6 +29,8 @@ from hyperpyyaml import load_hyperpyyaml, resolve_references
 
 from data_prep.datasets import expected_n_classes, n_classes_mismatch
 from data_prep.esc50 import ESC50Error, check_folds
+
+logger = logging.getLogger(__name__)
 
 
 def _pop_overrides_file(argv: list[str]) -> tuple[list[str], str | None]:
@@ -79,7 +83,37 @@ def load_hparams(argv: list[str] | None = None) -> tuple[dict, dict, str, dict]:
         overrides=overrides,
     )
     _keep_entry_script(hparams["output_folder"])
+    run_opts = evaluate_in_training_precision(run_opts, hparams)
     return hparams, run_opts, hparams_file, overrides
+
+
+def evaluate_in_training_precision(run_opts, hparams: dict):
+    """``run_opts`` with ``eval_precision`` set to the training precision unless it was given.
+
+    SpeechBrain evaluates in fp32 unless ``--eval_precision`` says otherwise, so
+    ``--precision=bf16`` alone would leave the masks and metrics of the test stage in fp32. Here
+    ``--precision`` covers both; ``--eval_precision=fp32`` (command line or YAML) still wins.
+
+    Example
+    -------
+    >>> from speechbrain.utils.run_opts import RunOptions
+    >>> bf16 = RunOptions.from_dictionary({"precision": "bf16"})
+    >>> evaluate_in_training_precision(bf16, {}).eval_precision
+    'bf16'
+    >>> given = RunOptions.from_dictionary({"precision": "bf16", "eval_precision": "fp32"})
+    >>> evaluate_in_training_precision(given, {}).eval_precision
+    'fp32'
+    """
+    overridden = run_opts.overridden_args
+    if "eval_precision" in overridden or "eval_precision" in hparams:
+        return run_opts
+    precision = run_opts.precision if "precision" in overridden else hparams.get("precision")
+    if precision in (None, "fp32"):
+        return run_opts
+    logger.info("Evaluating in the training precision (%s); --eval_precision overrides", precision)
+    return dataclasses.replace(
+        run_opts, eval_precision=precision, overridden_args={*overridden, "eval_precision"}
+    )
 
 
 def _script() -> str:

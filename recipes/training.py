@@ -244,6 +244,11 @@ class InterpretationScoring(DistributedRecipe):
         names = self.hparams.class_names
         self.interp_metrics = MetricsAccumulator(len(names), class_names=names, device=self.device)
         self.n_saved = 0
+        self.eval_dtypes = {}  # what the stage's tensors really were (test_metrics.json)
+
+    def note_dtype(self, name: str, tensor: torch.Tensor) -> None:
+        """Records the dtype ``name`` was computed in (e.g. "bfloat16" under autocast)."""
+        self.eval_dtypes.setdefault(name, str(tensor.dtype).removeprefix("torch."))
 
     @torch.no_grad()
     def score_masks(self, batch, log_spec, phase, mask, scores, n_samples, save=False):
@@ -252,7 +257,15 @@ class InterpretationScoring(DistributedRecipe):
         With ``save``, the first ``n_interpretations`` clips of the stage are written as PNG and
         WAV under ``output_folder/interpretations`` (main process only).
         """
-        result = interpretation_scores(self.classify, log_spec, mask, scores=scores)
+
+        def classify(masked_log_spec):
+            masked_scores = self.classify(masked_log_spec)
+            self.note_dtype("masked_scores", masked_scores)
+            return masked_scores
+
+        self.note_dtype("scores", scores)
+        self.note_dtype("mask", mask)
+        result = interpretation_scores(classify, log_spec, mask, scores=scores)
         labels = batch.label.to(self.device)
         self.interp_metrics.update(
             labels, result["pred"], result["fid_i"], result["fa"], result["fa_mask_in"]
@@ -288,11 +301,17 @@ class InterpretationScoring(DistributedRecipe):
         """Logs the test metrics; writes test_metrics.json and confusion_matrix.png.
 
         The JSON also records the label map (``labels``: label, target id and class name of each
-        row of the confusion matrix).
+        row of the confusion matrix), the training and evaluation precision and the dtypes the
+        test stage's scores, maps and masks were really computed in (``eval_dtypes``).
         """
         labels = getattr(self.hparams, "labels", None) or default_labels(self.hparams.class_names)
+        precisions = {
+            "precision": self.precision,
+            "eval_precision": self.eval_precision,
+            "eval_dtypes": dict(sorted(self.eval_dtypes.items())),
+        }
         summary = self.interpretation_summary(
-            quantile=quantile, n_params=n_params, extra={**extra, "labels": labels}
+            quantile=quantile, n_params=n_params, extra={**extra, **precisions, "labels": labels}
         )
         self.hparams.train_logger.log_stats(
             stats_meta={"Epoch loaded": self.hparams.epoch_counter.current},

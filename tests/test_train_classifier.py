@@ -97,7 +97,8 @@ def test_quickstart_learns(quickstart_run):
 
 
 def test_bf16_mixed_precision_run_on_cpu(tiny_data, tmp_path):
-    """SpeechBrain's --precision=bf16 autocast: features and quantiles stay float32 and work."""
+    """--precision=bf16 covers training and the test stage: the scores, the by-design map and
+    the masked forwards of FID-I / FA really run in bfloat16 (the quantile mask is float32)."""
     out = tmp_path / "bf16"
     result = _run(_args("focalnet", tiny_data, out, "--precision=bf16"))
     assert result.returncode == 0, result.stderr[-3000:]
@@ -105,3 +106,20 @@ def test_bf16_mixed_precision_run_on_cpu(tiny_data, tmp_path):
     assert metrics["n_clips"] == 6
     for key in ("fid_i", "fa", "fa_mask_in"):
         assert abs(metrics[key]) <= 1, key
+    assert metrics["precision"] == "bf16" and metrics["eval_precision"] == "bf16"
+    assert metrics["eval_dtypes"] == {
+        "mask": "float32",
+        "masked_scores": "bfloat16",
+        "raw_map": "bfloat16",
+        "scores": "bfloat16",
+    }
+    # --eval_precision still wins: the same checkpoint re-evaluated in fp32.
+    result = _run(
+        _args(
+            "focalnet", tiny_data, out, "--precision=bf16", "--eval_precision=fp32", "--test_only"
+        )
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((out / "test_metrics.json").read_text())
+    assert metrics["eval_precision"] == "fp32"
+    assert set(metrics["eval_dtypes"].values()) == {"float32"}
