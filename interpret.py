@@ -5,9 +5,9 @@
     python interpret.py --model_folder=results/piq-focalnet-esc50/1234 --audio=a.flac b.ogg \
         --method=piq --output_folder=interpretations/
 
---model_folder is the output folder of a train_classifier.py or train_piq.py run, or a folder
-with the checkpoints SpeechBrain released for the paper (embedding_model.ckpt, classifier.ckpt,
-label_encoder.txt). Outputs go next to each other, under --output_folder (default:
+--model_folder is the output folder of a train_classifier.py, train_piq.py or train_lmac.py run,
+or a folder with the checkpoints SpeechBrain released for the paper (embedding_model.ckpt,
+classifier.ckpt, label_encoder.txt). Outputs go next to each other, under --output_folder (default:
 <model_folder>/interpret/).
 """
 
@@ -30,8 +30,8 @@ def parse_arguments(argv):
         "--method",
         choices=(*METHODS, *METHOD_ALIASES),
         default=None,
-        help="by_design (FocalNet modulation map / ViT attention at q; 'focal' is its old name) "
-        "or piq",
+        help="by_design (FocalNet modulation map / ViT attention at q; 'focal' is its old name), "
+        "piq or lmac (a train_piq.py / train_lmac.py run)",
     )
     parser.add_argument("--output_folder", default=None, help="default: <model_folder>/interpret")
     parser.add_argument("--device", default="cpu")

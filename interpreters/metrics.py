@@ -10,6 +10,20 @@ For a clip ``x`` (a log-spectrogram), a mask in [0, 1] and the classifier ``f``:
 - FA mask-in: ``p_c(x) - p_c(x_int)``, what the authors' code computed and what the paper's
   Table 1 reports. Both are kept.
 
+The faithfulness suite of the L-MAC paper and SpeechBrain's ``interpreter_brain.py`` joins them,
+with ``p = p(x)``, ``o = p(x_int)`` and ``c`` the class predicted on ``x`` (no forward beyond the
+two above): Fid-In is ``fid_i`` and FF is ``fa``;
+
+- AI (average increase): ``100 * [p_c < o_c]``;
+- AD (average drop): ``100 * relu(p_c - o_c) / p_c`` (softmax applied once: SpeechBrain's code
+  applied it a second time, to probabilities);
+- AG (average gain): ``100 * relu(o_c - p_c) / (1 - p_c)``;
+- SPS (Quantus ``Sparseness``): the Gini index of ``|mask| + 1e-7`` (higher: sparser);
+- COMP (Quantus ``Complexity``): the entropy (nats) of ``|mask| / sum |mask|`` (lower: simpler).
+
+SPS and COMP are undefined for a mask that keeps nothing; such clips are left out of both (as
+SpeechBrain does) and counted in ``n_empty_masks``.
+
 Probabilities are the softmax of the classifier's cosine scores *without* the additive-margin
 training scale (see :func:`probabilities`).
 
@@ -43,6 +57,11 @@ from typing import Any
 import torch
 
 from data_prep.atomic import write_json
+
+# Per-clip metrics averaged by ``MetricsAccumulator`` (the paper's, then the suite's).
+PAPER_KEYS = ("fid_i", "fa", "fa_mask_in")
+SUITE_KEYS = ("ai", "ad", "ag", "sps", "comp")
+METRIC_KEYS = PAPER_KEYS + SUITE_KEYS
 
 
 def probabilities(cosine_scores: torch.Tensor) -> torch.Tensor:
@@ -81,6 +100,47 @@ def _as_2d(scores: torch.Tensor) -> torch.Tensor:
     return scores
 
 
+def sparseness(mask: torch.Tensor) -> torch.Tensor:
+    """Quantus ``Sparseness`` of each mask: the Gini index of ``|mask| + 1e-7``, in [0, 1).
+
+    NaN for a mask that is zero everywhere (left out by ``MetricsAccumulator``).
+
+    Example
+    -------
+    >>> one_cell = torch.zeros(1, 2, 2)
+    >>> one_cell[0, 0, 0] = 1.0
+    >>> round(float(sparseness(one_cell)[0]), 4), float(sparseness(torch.ones(1, 2, 2))[0])
+    (0.75, 0.0)
+    """
+    values = mask.detach().abs().flatten(1).double()
+    empty = values.sum(dim=1) == 0
+    values = torch.sort(values + 1e-7, dim=1).values
+    n = values.shape[1]
+    weights = 2 * torch.arange(1, n + 1, device=values.device, dtype=values.dtype) - n - 1
+    gini = (values * weights).sum(dim=1) / (n * values.sum(dim=1))
+    return torch.where(empty, torch.full_like(gini, float("nan")), gini).float()
+
+
+def complexity(mask: torch.Tensor) -> torch.Tensor:
+    """Quantus ``Complexity`` of each mask: the entropy (nats) of ``|mask| / sum |mask|``.
+
+    ``log(cells)`` for a uniform mask, 0 for a single cell; NaN for a mask that is zero
+    everywhere (left out by ``MetricsAccumulator``).
+
+    Example
+    -------
+    >>> one_cell = torch.zeros(1, 2, 2)
+    >>> one_cell[0, 0, 0] = 1.0
+    >>> float(complexity(one_cell)[0]), round(float(complexity(torch.ones(1, 2, 2))[0]), 4)
+    (0.0, 1.3863)
+    """
+    values = mask.detach().abs().flatten(1).double()
+    total = values.sum(dim=1, keepdim=True)
+    share = values / total
+    entropy = 0.0 - torch.special.xlogy(share, share).sum(dim=1)  # 0.0, not -0.0
+    return torch.where(total.squeeze(1) == 0, float("nan"), entropy).float()
+
+
 def interpretation_scores(
     classify: Callable[[torch.Tensor], torch.Tensor],
     log_spec: torch.Tensor,
@@ -108,9 +168,9 @@ def interpretation_scores(
     -------
     dict of torch.Tensor
         ``pred`` (argmax on ``x``, long [B]), ``pred_int`` (argmax on ``x_int``, long [B]),
-        ``fid_i`` (1.0 / 0.0 [B]), ``fa`` (mask-out, eq. 7 [B]), ``fa_mask_in`` ([B]),
-        ``p_x`` (``p_c(x)``, the probability of the predicted class [B]) and ``x_int``
-        ([B, T, F]).
+        ``fid_i`` (1.0 / 0.0 [B]), ``fa`` (mask-out, eq. 7 [B]), ``fa_mask_in`` ([B]), the
+        suite's ``ai``, ``ad``, ``ag``, ``sps``, ``comp`` ([B]; see the module docstring),
+        ``p_x`` and ``p_int`` (``p_c(x)``, ``p_c(x_int)`` [B]) and ``x_int`` ([B, T, F]).
 
     Example
     -------
@@ -148,7 +208,13 @@ def interpretation_scores(
             "fid_i": (pred_int == pred).float(),
             "fa": p_x - p_out,
             "fa_mask_in": p_x - p_int,
+            "ai": 100.0 * (p_x < p_int).float(),
+            "ad": 100.0 * torch.relu(p_x - p_int) / p_x,
+            "ag": 100.0 * torch.relu(p_int - p_x) / (1.0 - p_x),
+            "sps": sparseness(mask),
+            "comp": complexity(mask),
             "p_x": p_x,
+            "p_int": p_int,
             "x_int": x_int,
         }
 
@@ -194,8 +260,8 @@ class MetricsAccumulator:
         self.confusion = torch.zeros(
             self.n_classes, self.n_classes, dtype=torch.long, device=self.device
         )
-        # [fid_i sum, fa sum, fa_mask_in sum, number of clips]
-        self.sums = torch.zeros(4, dtype=torch.float64, device=self.device)
+        # per metric of METRIC_KEYS: [sum, number of clips it was given for]; then n_clips
+        self.sums = torch.zeros(2 * len(METRIC_KEYS) + 1, dtype=torch.float64, device=self.device)
 
     def update(
         self,
@@ -204,6 +270,7 @@ class MetricsAccumulator:
         fid_i: torch.Tensor,
         fa: torch.Tensor,
         fa_mask_in: torch.Tensor,
+        **suite: torch.Tensor,
     ) -> None:
         """Adds a batch of per-clip results.
 
@@ -219,21 +286,37 @@ class MetricsAccumulator:
             Mask-out faithfulness per clip [B].
         fa_mask_in : torch.Tensor
             Mask-in faithfulness per clip [B].
+        **suite : torch.Tensor
+            Any of ``ai``, ``ad``, ``ag``, ``sps``, ``comp`` per clip [B] (e.g. from
+            ``interpretation_scores``); NaN values (SPS, COMP of an empty mask) are left out.
         """
+        unknown = sorted(set(suite) - set(SUITE_KEYS))
+        if unknown:
+            raise ValueError(f"unknown metrics {unknown}; known: {SUITE_KEYS}")
         targets = targets.reshape(-1).long().to(self.device)
         pred = pred.reshape(-1).long().to(self.device)
-        per_clip = [fid_i, fa, fa_mask_in]
-        if any(t.numel() != targets.numel() for t in [pred, *per_clip]):
-            raise ValueError("targets, pred, fid_i, fa and fa_mask_in must have one value a clip")
+        per_clip = {"fid_i": fid_i, "fa": fa, "fa_mask_in": fa_mask_in, **suite}
+        if any(t.numel() != targets.numel() for t in [pred, *per_clip.values()]):
+            raise ValueError("targets, pred and every metric must have one value a clip")
         flat_index = targets * self.n_classes + pred
         self.confusion += torch.bincount(flat_index, minlength=self.n_classes**2).reshape(
             self.n_classes, self.n_classes
         )
-        batch_sums = torch.stack(
-            [t.detach().reshape(-1).to(self.device, torch.float64).sum() for t in per_clip]
+        for key, values in per_clip.items():
+            values = values.detach().reshape(-1).to(self.device, torch.float64)
+            given = ~torch.isnan(values)
+            index = 2 * METRIC_KEYS.index(key)
+            self.sums[index] += values[given].sum()
+            self.sums[index + 1] += given.sum()
+        self.sums[-1] += targets.numel()
+
+    def add_scores(self, targets: torch.Tensor, result: dict[str, torch.Tensor]) -> None:
+        """``update`` with the output of ``interpretation_scores`` (every metric it gives)."""
+        self.update(
+            targets,
+            result["pred"],
+            **{key: result[key] for key in METRIC_KEYS if key in result},
         )
-        self.sums[:3] += batch_sums
-        self.sums[3] += targets.numel()
 
     def state_tensors(self) -> list[torch.Tensor]:
         """The state tensors (the objects themselves, not copies), to all-reduce with SUM.
@@ -241,12 +324,13 @@ class MetricsAccumulator:
         Returns
         -------
         list of torch.Tensor
-            ``[confusion (long [n, n]), sums (float64 [4]: fid_i, fa, fa_mask_in, n_clips)]``.
+            ``[confusion (long [n, n]), sums (float64: sum and count of each metric of
+            METRIC_KEYS, then n_clips)]``.
 
         Example
         -------
         >>> [t.shape for t in MetricsAccumulator(2).state_tensors()]
-        [torch.Size([2, 2]), torch.Size([4])]
+        [torch.Size([2, 2]), torch.Size([17])]
         """
         return [self.confusion, self.sums]
 
@@ -270,24 +354,27 @@ class MetricsAccumulator:
         Returns
         -------
         dict
-            ``acc``, ``fid_i``, ``fa``, ``fa_mask_in`` (None when no clip), ``n_clips``,
+            ``acc``, ``fid_i``, ``fa``, ``fa_mask_in``, ``ai``, ``ad``, ``ag``, ``sps``, ``comp``
+            (None when no clip, or when the metric was never given), ``n_empty_masks`` (clips
+            left out of SPS and COMP), ``n_clips``,
             ``quantile``, ``n_params``, ``per_class_acc`` (class name -> accuracy, None for a
             class with no clip) and ``confusion_matrix`` (rows: true class, columns: predicted).
         """
         confusion = self.confusion.cpu()
-        fid_i_sum, fa_sum, fa_mask_in_sum, n_clips = self.sums.cpu().tolist()
-        n_clips = int(round(n_clips))
-
-        def mean(total: float) -> float | None:
-            return total / n_clips if n_clips else None
+        sums = self.sums.cpu().tolist()
+        n_clips = int(round(sums[-1]))
+        metrics = {}
+        for index, key in enumerate(METRIC_KEYS):
+            total, count = sums[2 * index], sums[2 * index + 1]
+            metrics[key] = total / count if count else None
+        n_sps = int(round(sums[2 * METRIC_KEYS.index("sps") + 1]))
 
         per_class_total = confusion.sum(dim=1).tolist()
         per_class_correct = confusion.diagonal().tolist()
         summary: dict[str, Any] = {
-            "acc": mean(float(sum(per_class_correct))),
-            "fid_i": mean(fid_i_sum),
-            "fa": mean(fa_sum),
-            "fa_mask_in": mean(fa_mask_in_sum),
+            "acc": float(sum(per_class_correct)) / n_clips if n_clips else None,
+            **metrics,
+            "n_empty_masks": n_clips - n_sps if metrics["sps"] is not None else None,
             "n_clips": n_clips,
             "quantile": quantile,
             "n_params": n_params,

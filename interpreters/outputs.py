@@ -602,3 +602,52 @@ def save_cv_png(summary: Sequence[dict], path) -> None:
     figure.suptitle("Cross-validation: mean +- std over folds and seeds")
     figure.tight_layout()
     _save_figure(figure, path, dpi=100)
+
+
+OOD_PANELS = (
+    ("acc", "ACC"),
+    ("fid_i", "FID-I (Fid-In)"),
+    ("fa", "FA (FF)"),
+    ("ai", "AI (%)"),
+    ("ad", "AD (%)"),
+    ("ag", "AG (%)"),
+    ("sps", "SPS"),
+    ("comp", "COMP (nats)"),
+)
+
+
+def save_ood_png(rows: Sequence[dict], path: str | os.PathLike) -> None:
+    """One panel per metric: each method's value per condition (clean, then overlapped).
+
+    Example
+    -------
+    >>> import tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "ood.png"
+    >>> rows = [{"condition": c, "method": m, "acc": 0.5, "fid_i": 0.4, "fa": 0.01, "ai": 10.0,
+    ...          "ad": 5.0, "ag": 1.0, "sps": 0.6, "comp": 9.0}
+    ...         for c in ("clean", "noise:6") for m in ("by_design", "energy")]
+    >>> save_ood_png(rows, path)
+    >>> path.is_file()
+    True
+    """
+    conditions = list(dict.fromkeys(row["condition"] for row in rows))
+    methods = list(dict.fromkeys(row["method"] for row in rows))
+    figure = _new_figure((14, 6.5))
+    positions = np.arange(len(conditions))
+    for index, (key, title) in enumerate(OOD_PANELS):
+        axes = figure.add_subplot(2, 4, index + 1)
+        for method in methods:
+            by_condition = {r["condition"]: r.get(key) for r in rows if r["method"] == method}
+            values = [by_condition.get(c) for c in conditions]
+            values = [np.nan if v is None else float(v) for v in values]
+            axes.plot(positions, values, marker="o", label=method)
+            if key == "acc":
+                break  # the classifier's accuracy does not depend on the method
+        axes.set_xticks(positions, conditions, rotation=45, ha="right", fontsize=7)
+        axes.set_title(title, fontsize=9)
+        axes.tick_params(axis="y", labelsize=7)
+    handles, labels = figure.axes[1].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="upper center", ncol=len(methods), fontsize=8)
+    figure.suptitle("In and out of distribution (clean, white noise, other-class mixtures)", y=0.93)
+    figure.tight_layout(rect=(0, 0, 1, 0.9))
+    _save_figure(figure, path, dpi=100)

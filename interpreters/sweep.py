@@ -32,6 +32,11 @@ SWEEP_COLUMNS = (
     "fid_i",
     "fa",
     "fa_mask_in",
+    "ai",
+    "ad",
+    "ag",
+    "sps",
+    "comp",
     "acc",
     "n_clips",
     "mask_first",
@@ -106,9 +111,7 @@ def sweep_quantiles(
         for (method, q), accumulator in accumulators.items():
             mask = quantile_mask(maps[method], q)
             result = interpretation_scores(model.classify, log_spec, mask, scores=scores)
-            accumulator.update(
-                labels, result["pred"], result["fid_i"], result["fa"], result["fa_mask_in"]
-            )
+            accumulator.add_scores(labels, result)
             shares = edge_shares(mask, *edges)
             edge_sums[(method, q)] += torch.stack(
                 [shares["first"].sum().cpu(), shares["last"].sum().cpu()]

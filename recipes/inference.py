@@ -3,8 +3,9 @@
 ``AudioInterpreter.from_run(RUN)`` rebuilds a model from a training run's folder (its
 ``model.json`` and best checkpoint): a ``train_classifier.py`` run gives the by-design
 interpretation (``method="by_design"``, formerly ``"focal"``: FocalNet modulation map or ViT
-attention, thresholded at quantile q); a ``train_piq.py`` run gives PIQ's mask
-(``method="piq"``) or, on request, its frozen classifier's by-design one.
+attention, thresholded at quantile q); a ``train_piq.py`` / ``train_lmac.py`` run gives PIQ's /
+L-MAC's soft mask (``method="piq"`` / ``"lmac"``) or, on request, its frozen classifier's
+by-design one.
 ``AudioInterpreter.from_released(FOLDER)`` loads the checkpoints SpeechBrain published for the
 paper (``embedding_model.ckpt``, ``classifier.ckpt``, ``label_encoder.txt``). Sample rate, clip
 length, STFT and score scale come from the run's ``model.json`` (``card_settings``).
@@ -38,6 +39,7 @@ import torch
 from data_prep.audio import AudioReadError, read_audio, to_mono_resampled
 from data_prep.esc50 import first_appearance_classes
 from data_prep.mixing import mix_sources
+from interpreters.lmac import LMACDecoder
 from interpreters.maps import MAP_FUNCTIONS, quantile_mask, upsample_map
 from interpreters.outputs import (
     save_interpretation_png,
@@ -68,7 +70,7 @@ SCORE_SCALE = 30.0  # the additive-margin softmax scale of training (hparams los
 # this project's data pipeline) or "signed_max" (divided by its largest sample, ``sig / sig.max()``,
 # the authors' pipeline and so SpeechBrain's released models).
 INPUT_NORMALISATIONS = ("peak", "signed_max")
-METHODS = ("by_design", "piq")
+METHODS = ("by_design", "piq", "lmac")
 # Earlier names of a method, still accepted (``focal`` also named ViT attention maps).
 METHOD_ALIASES = {"focal": "by_design"}
 
@@ -156,8 +158,8 @@ class AudioInterpreter:
         The cosine head.
     class_names : list of str
         Names in label order.
-    interpreter : PIQInterpreter, optional
-        Given: masks are PIQ's; None: the by-design map thresholded at ``quantile``.
+    interpreter : PIQInterpreter or LMACDecoder, optional
+        Given: masks are PIQ's / L-MAC's; None: the by-design map thresholded at ``quantile``.
     quantile : float
         Default quantile order q of the by-design mask.
     device : str
@@ -178,7 +180,7 @@ class AudioInterpreter:
         embedding_model,
         classifier,
         class_names,
-        interpreter: PIQInterpreter | None = None,
+        interpreter: PIQInterpreter | LMACDecoder | None = None,
         quantile: float = 0.9,
         device: str = "cpu",
         input_normalisation: str = "peak",
@@ -209,22 +211,34 @@ class AudioInterpreter:
 
     @property
     def method(self) -> str:
-        return "by_design" if self.interpreter is None else "piq"
+        if self.interpreter is None:
+            return "by_design"
+        return "lmac" if isinstance(self.interpreter, LMACDecoder) else "piq"
 
     # ------------------------------------------------------------- loading ---
     @classmethod
     def from_run(cls, folder, method: str | None = None, quantile=None, device="cpu"):
-        """Loads a ``train_classifier.py`` or ``train_piq.py`` run folder.
+        """Loads a ``train_classifier.py``, ``train_piq.py`` or ``train_lmac.py`` run folder.
 
-        ``method``: "by_design" (by-design, default for classifier runs) or "piq" (default for PIQ
-        runs). ``quantile`` defaults to the run's.
+        ``method``: "by_design" (by-design, default for classifier runs), "piq" / "lmac" (default
+        for PIQ / L-MAC runs). ``quantile`` defaults to the run's.
         """
         method = canonical_method(method)
         card = read_model_card(folder)
         interpreter = None
-        if card.get("method") == "piq":
+        if card.get("method") == "lmac":
             classifier_folder = card["classifier_folder"]
             classifier_card = read_model_card(classifier_folder)
+            if method == "piq":
+                raise RunFolderError(f"{folder} is an L-MAC run: --method=piq needs a PIQ run.")
+            if method in (None, "lmac"):
+                interpreter = LMACDecoder(**card["decoder"])
+                load_best_checkpoint(folder, {"decoder": interpreter}, min_key="loss")
+        elif card.get("method") == "piq":
+            classifier_folder = card["classifier_folder"]
+            classifier_card = read_model_card(classifier_folder)
+            if method == "lmac":
+                raise RunFolderError(f"{folder} is a PIQ run: --method=lmac needs an L-MAC run.")
             if method in (None, "piq"):
                 settings = card["interpreter"]
                 interpreter = PIQInterpreter(
@@ -235,10 +249,10 @@ class AudioInterpreter:
                 )
                 load_best_checkpoint(folder, {"interpreter": interpreter}, max_key="fid_i")
         else:
-            if method == "piq":
+            if method in ("piq", "lmac"):
                 raise RunFolderError(
-                    f"{folder} is a classifier run: --method=piq needs the output folder of a "
-                    "train_piq.py run (or use --method=by_design)."
+                    f"{folder} is a classifier run: --method={method} needs the output folder "
+                    f"of a train_{method}.py run (or use --method=by_design)."
                 )
             classifier_folder, classifier_card = folder, card
         embedding_model, classifier = build_classifier(classifier_card)
@@ -342,8 +356,8 @@ class AudioInterpreter:
             path = download_released(str(folder))
         if (path / "model.json").is_file() or not path.is_dir():
             return cls.from_run(path, method=method, quantile=quantile, device=device)
-        if method == "piq":
-            raise RunFolderError(f"{folder}: released classifiers have no PIQ interpreter.")
+        if method in ("piq", "lmac"):
+            raise RunFolderError(f"{folder}: released classifiers have no {method} interpreter.")
         return cls.from_released(
             path, quantile=0.9 if quantile is None else quantile, device=device, **released
         )
@@ -368,23 +382,26 @@ class AudioInterpreter:
         return scores, upsample_map(by_design, log_spec.shape[1:])
 
     def effective_quantile(self, quantile: float | None = None) -> float | None:
-        """The q a by-design mask uses (``quantile``, else the default); None for PIQ."""
+        """The q a by-design mask uses (``quantile``, else the default); None for PIQ / L-MAC."""
         if self.interpreter is not None:
             return None
         return self.quantile if quantile is None else float(quantile)
 
     @torch.no_grad()
     def mask(self, log_spec: torch.Tensor, quantile: float | None = None, valid=None):
-        """``(scores, mask)`` for log-spectrograms [B, T, F]: PIQ's or the by-design one.
+        """``(scores, mask)`` for log-spectrograms [B, T, F]: PIQ's, L-MAC's or the by-design one.
 
         ``valid`` (boolean [B, T, F], optional): the cells a by-design mask's quantile counts
-        (see ``interpreters.maps.quantile_mask``); PIQ's soft mask ignores it.
+        (see ``interpreters.maps.quantile_mask``); PIQ's and L-MAC's soft masks ignore it.
         """
         if self.interpreter is None:
             scores, upsampled = self.scores_and_map(log_spec)
             return scores, quantile_mask(upsampled, self.effective_quantile(quantile), valid)
-        out = self.embedding_model(self.embedding_model.image(log_spec))
+        lmac = isinstance(self.interpreter, LMACDecoder)
+        out = self.embedding_model(self.embedding_model.image(log_spec), with_stages=lmac)
         scores = self.classifier(out["embedding"].unsqueeze(1)).squeeze(1)
+        if lmac:
+            return scores, torch.sigmoid(self.interpreter(out["stages"], log_spec.shape[1:]))
         grid = representation_grid(out["representation"], self.kind)
         return scores, self.interpreter(grid, scores.argmax(dim=1))["mask"]
 
@@ -618,11 +635,16 @@ def mixture_pairs(items: list[dict], n_pairs: int) -> list[tuple[dict, dict]]:
     return pairs
 
 
-def load_piq_of(classifier_folder, piq_folder, device="cpu") -> AudioInterpreter:
-    """The PIQ run ``piq_folder`` as an ``AudioInterpreter``, checked to be trained on the
-    classifier run ``classifier_folder`` (RunFolderError otherwise)."""
-    card = read_model_card(piq_folder)
+def load_interpreter_of(classifier_folder, folder, method="piq", device="cpu"):
+    """The ``method`` ("piq" or "lmac") run ``folder`` as an ``AudioInterpreter``, checked to
+    be trained on the classifier run ``classifier_folder`` (RunFolderError otherwise)."""
+    card = read_model_card(folder)
     classifier = Path(card.get("classifier_folder", "")).resolve()
-    if card.get("method") != "piq" or classifier != Path(classifier_folder).resolve():
-        raise RunFolderError(f"{piq_folder} is not a train_piq.py run on {classifier_folder}")
-    return AudioInterpreter.from_run(piq_folder, device=device)
+    if card.get("method") != method or classifier != Path(classifier_folder).resolve():
+        raise RunFolderError(f"{folder} is not a train_{method}.py run on {classifier_folder}")
+    return AudioInterpreter.from_run(folder, device=device)
+
+
+def load_piq_of(classifier_folder, piq_folder, device="cpu") -> AudioInterpreter:
+    """``load_interpreter_of`` for a PIQ run."""
+    return load_interpreter_of(classifier_folder, piq_folder, "piq", device)

@@ -30,6 +30,7 @@ torch.Size([2, 5])
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import torch
@@ -241,12 +242,23 @@ class FocalNetEmbedder(ImageView, torch.nn.Module):
     def embedding_size(self) -> int:
         return self.backbone.num_features[-1]
 
-    def forward(self, image: torch.Tensor, with_map: bool = False) -> dict:
-        """See the module docstring."""
-        feature_map = self.backbone(pixel_values=image).feature_maps[-1]
+    def forward(self, image: torch.Tensor, with_map: bool = False, with_stages: bool = False):
+        """See the module docstring.
+
+        ``with_stages`` adds ``stages``: the last hidden state of each resolution, coarsest
+        first, each [B, C, H, W] (for a 224 input: 7x7, 14x14, 28x28, 56x56; L-MAC's input).
+        """
+        out = self.backbone(pixel_values=image, output_hidden_states=with_stages)
+        feature_map = out.feature_maps[-1]
         result = {"embedding": feature_map.mean(dim=(2, 3)), "representation": feature_map}
         if with_map:
             result["raw_map"] = self._modulator
+        if with_stages:
+            by_size = {}
+            for hidden in out.hidden_states:  # [B, H * W, C], fine to coarse
+                side = math.isqrt(hidden.shape[1])
+                by_size[side] = hidden.transpose(1, 2).reshape(hidden.shape[0], -1, side, side)
+            result["stages"] = [by_size[side] for side in sorted(by_size)]
         self._modulator = None
         return result
 
@@ -272,14 +284,34 @@ class ViTEmbedder(ImageView, torch.nn.Module):
     def embedding_size(self) -> int:
         return self.backbone.config.hidden_size
 
-    def forward(self, image: torch.Tensor, with_map: bool = False) -> dict:
-        """See the module docstring."""
-        out = self.backbone(pixel_values=image, output_attentions=with_map)
+    def forward(self, image: torch.Tensor, with_map: bool = False, with_stages: bool = False):
+        """See the module docstring.
+
+        ``with_stages`` adds ``stages``: the patch tokens (CLS dropped) of four layers evenly
+        spaced in depth (L, 3L/4, L/2, L/4; fewer when the model has fewer layers), deepest
+        first, each [B, D, 14, 14] for a 224 input (L-MAC's input).
+        """
+        out = self.backbone(
+            pixel_values=image, output_attentions=with_map, output_hidden_states=with_stages
+        )
         hidden = out.last_hidden_state
         result = {"embedding": hidden.mean(dim=1), "representation": hidden}
         if with_map:
             result["raw_map"] = out.attentions[-1]
+        if with_stages:
+            n_layers = len(out.hidden_states) - 1
+            layers = dict.fromkeys(round(n_layers * k / 4) for k in (4, 3, 2, 1))
+            result["stages"] = [
+                _patch_grid(out.hidden_states[index]) for index in layers if index > 0
+            ]
         return result
+
+
+def _patch_grid(hidden: torch.Tensor) -> torch.Tensor:
+    """ViT tokens [B, 1 + N, D] -> patches on their square grid [B, D, sqrt(N), sqrt(N)]."""
+    patches = hidden[:, 1:]
+    side = math.isqrt(patches.shape[1])
+    return patches.transpose(1, 2).reshape(hidden.shape[0], -1, side, side)
 
 
 EMBEDDERS = {"focalnet": FocalNetEmbedder, "vit": ViTEmbedder}

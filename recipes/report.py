@@ -1,8 +1,10 @@
 """Table 1 of the paper from the ``test_metrics.json`` of any set of runs.
 
-Columns: Method, ACC, FID-I, FA, FA_mask_in, #Params. As in the paper, a PIQ row counts the
-parameters of the classifier and of its interpreter (FocalNet-PIQ: 87.3M + 71.4M = 158.7M), and
-the by-design rows name their quantile q when it is not the paper's 0.9.
+Columns: Method, ACC, FID-I, FA, FA_mask_in (the paper's), then the L-MAC paper's suite AI, AD,
+AG (in %), SPS and COMP (``interpreters.metrics``; "-" for runs written before they existed), and
+#Params. As in the paper, a PIQ (or L-MAC) row counts the parameters of the classifier and of its
+interpreter (FocalNet-PIQ: 87.3M + 71.4M = 158.7M), and the by-design rows name their quantile q
+when it is not the paper's 0.9.
 
 Example
 -------
@@ -15,7 +17,7 @@ Example
 >>> [(row["Method"], row["#Params"]) for row in rows]
 [('FocalNet', '87.3M'), ('FocalNet-PIQ', '158.7M')]
 >>> print(markdown_table(rows).splitlines()[2])
-| FocalNet | 0.774 | 0.305 | 0.0111 | 0.0200 | 87.3M |
+| FocalNet | 0.774 | 0.305 | 0.0111 | 0.0200 | - | - | - | - | - | 87.3M |
 """
 
 from __future__ import annotations
@@ -26,8 +28,21 @@ from pathlib import Path
 
 from data_prep.atomic import atomic_path
 
-COLUMNS = ("Method", "ACC", "FID-I", "FA", "FA_mask_in", "#Params")
+COLUMNS = ("Method", "ACC", "FID-I", "FA", "FA_mask_in", "AI", "AD", "AG", "SPS", "COMP", "#Params")
+# column -> (metrics key, format)
+METRIC_COLUMNS = {
+    "ACC": ("acc", ".3f"),
+    "FID-I": ("fid_i", ".3f"),
+    "FA": ("fa", ".4f"),
+    "FA_mask_in": ("fa_mask_in", ".4f"),
+    "AI": ("ai", ".1f"),
+    "AD": ("ad", ".2f"),
+    "AG": ("ag", ".2f"),
+    "SPS": ("sps", ".3f"),
+    "COMP": ("comp", ".2f"),
+}
 LABELS = {"focalnet": "FocalNet", "vit": "ViT"}
+SUFFIXES = {"lmac": "L-MAC"}
 PAPER_QUANTILE = 0.9
 
 
@@ -37,7 +52,7 @@ def method_label(metrics: dict) -> str:
     backbone, _, suffix = method.partition("-")
     label = LABELS.get(backbone, backbone)
     if suffix:
-        return f"{label}-{suffix.upper()}"
+        return f"{label}-{SUFFIXES.get(suffix, suffix.upper())}"
     q = metrics.get("quantile")
     if q is not None and abs(q - PAPER_QUANTILE) > 1e-9:
         label += f" (q={q:g})"
@@ -52,14 +67,26 @@ def table_rows(all_metrics: list[dict]) -> list[dict]:
         rows.append(
             {
                 "Method": method_label(metrics),
-                "ACC": f"{metrics['acc']:.3f}",
-                "FID-I": f"{metrics['fid_i']:.3f}",
-                "FA": f"{metrics['fa']:.4f}",
-                "FA_mask_in": f"{metrics['fa_mask_in']:.4f}",
+                **metric_cells(metrics),
                 "#Params": f"{n_params / 1e6:.1f}M",
             }
         )
     return rows
+
+
+def metric_cells(metrics: dict) -> dict:
+    """The formatted metric columns of one run or sweep row ("-" where a value is missing).
+
+    Example
+    -------
+    >>> metric_cells({"acc": "0.5", "fid_i": 1.0, "ai": 12.5})["AI"]
+    '12.5'
+    """
+    cells = {}
+    for column, (key, spec) in METRIC_COLUMNS.items():
+        value = metrics.get(key)
+        cells[column] = "-" if value in (None, "") else format(float(value), spec)
+    return cells
 
 
 def markdown_table(rows: list[dict]) -> str:
@@ -110,16 +137,7 @@ def baseline_rows(sweep_csv, quantile: float = PAPER_QUANTILE) -> list[dict]:
                 continue  # by-design rows come from the runs themselves
             q = float(row["q"])
             suffix = "" if abs(q - PAPER_QUANTILE) < 1e-9 else f" (q={q:g})"
-            rows.append(
-                {
-                    "Method": row["method"] + suffix,
-                    "ACC": f"{float(row['acc']):.3f}",
-                    "FID-I": f"{float(row['fid_i']):.3f}",
-                    "FA": f"{float(row['fa']):.4f}",
-                    "FA_mask_in": f"{float(row['fa_mask_in']):.4f}",
-                    "#Params": "-",
-                }
-            )
+            rows.append({"Method": row["method"] + suffix, **metric_cells(row), "#Params": "-"})
     if not rows:
         raise ValueError(
             f"{sweep_csv} has no baseline rows at q={quantile}: run sweep_quantile.py with "

@@ -121,6 +121,25 @@ def piq_model_card(hparams: dict, interpreter) -> dict:
     }
 
 
+def lmac_model_card(hparams: dict, decoder) -> dict:
+    """The model card of an L-MAC run: its classifier run and the decoder's sizes.
+
+    Example
+    -------
+    >>> from interpreters.lmac import LMACDecoder
+    >>> hparams = {"classifier_folder": "results/clf", "data_folder": "data"}
+    >>> card = lmac_model_card(hparams, LMACDecoder([32, 16], width=8))
+    >>> card["method"], card["decoder"]
+    ('lmac', {'in_channels': [32, 16], 'width': 8})
+    """
+    return {
+        "method": "lmac",
+        "classifier_folder": str(Path(hparams["classifier_folder"]).resolve()),
+        "decoder": {"in_channels": list(decoder.in_channels), "width": decoder.width},
+        "data_folder": str(Path(hparams["data_folder"]).resolve()),
+    }
+
+
 def write_model_card(folder, card: dict) -> Path:
     """Writes ``card`` as ``folder/model.json`` (atomically: a complete file or none)."""
     return write_json(Path(folder) / MODEL_CARD, card)

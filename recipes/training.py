@@ -267,9 +267,7 @@ class InterpretationScoring(DistributedRecipe):
         self.note_dtype("mask", mask)
         result = interpretation_scores(classify, log_spec, mask, scores=scores)
         labels = batch.label.to(self.device)
-        self.interp_metrics.update(
-            labels, result["pred"], result["fid_i"], result["fa"], result["fa_mask_in"]
-        )
+        self.interp_metrics.add_scores(labels, result)
         n_left = self.hparams.n_interpretations - self.n_saved
         if save and n_left > 0 and sb.utils.distributed.if_main_process():
             keep = slice(0, n_left)

@@ -5,10 +5,10 @@ import shutil
 
 import pytest
 import torch
+from recipe_runs import run_script
 
 from recipes.inference import AudioInterpreter, card_settings
 from recipes.runs import read_model_card
-from tests.recipe_runs import run_script
 
 
 def test_a_run_records_its_stft_and_score_scale(classifier_runs):

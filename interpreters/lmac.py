@@ -1,0 +1,140 @@
+"""L-MAC (Listenable Maps for Audio Classifiers, Paissan et al., ICML 2024) for FocalNet and ViT.
+
+A decoder reads the frozen classifier's representations at several depths and outputs a mask
+logit for every cell of the log-spectrogram; ``mask = sigmoid(logits)``, the interpretation is
+``mask * log_spec`` (listenable through the same inverse STFT as every other mask here).
+
+Decoder (``LMACDecoder``), the L-MAC design of SpeechBrain's CNN14 decoder adapted to these
+backbones: the representations are given coarsest first, each as ``[B, C_k, H_k, W_k]``. The
+coarsest is projected to ``width`` channels (1x1 convolution); then, for each finer one, the
+running map is doubled in size (transposed convolution, kernel 4, stride 2), the finer
+representation is projected to ``width`` (1x1), resized to the same grid when it is coarser (ViT's
+layers all sit on the 14x14 patch grid) and added (skip connection), and a 3x3 convolution mixes
+them. A 1x1 convolution gives one logit per cell of the last grid, upsampled bilinearly to the
+log-spectrogram's ``[time, freq]`` (time along the image height, as in the image view).
+
+- FocalNet: the last hidden state of each resolution (56x56, 28x28, 14x14, 7x7 for a 224 input).
+- ViT: four layers evenly spaced in depth (L/4, L/2, 3L/4, L), CLS token dropped, patches on
+  their 14x14 grid.
+
+Loss (``lmac_loss``, the authors' L-MAC recipe): ``4 * CE(f(M * X), c) - 0.2 * CE(f((1 - M) * X),
+c) + 0.4 * mean|M|`` with ``c`` the classifier's own prediction on ``X``. The L1 term is averaged
+over the clips like the two cross-entropies (the authors summed it over the batch, so its weight
+grew with the batch size).
+
+Example
+-------
+>>> decoder = LMACDecoder([64, 32, 16], width=8)
+>>> stages = [torch.randn(2, 64, 7, 7), torch.randn(2, 32, 14, 14), torch.randn(2, 16, 28, 28)]
+>>> decoder(stages, (431, 513)).shape
+torch.Size([2, 431, 513])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+L_IN_WEIGHT = 4.0
+L_OUT_WEIGHT = 0.2
+L1_WEIGHT = 0.4
+
+
+class LMACDecoder(torch.nn.Module):
+    """Mask logits [B, T, F] from representations given coarsest first (see module docstring).
+
+    Arguments
+    ---------
+    in_channels : sequence of int
+        Channels of each representation, coarsest first.
+    width : int
+        Channels of the decoder.
+    """
+
+    def __init__(self, in_channels: Sequence[int], width: int = 128):
+        super().__init__()
+        if not in_channels:
+            raise ValueError("LMACDecoder needs at least one representation")
+        self.in_channels = [int(c) for c in in_channels]
+        self.width = int(width)
+        self.inputs = torch.nn.ModuleList(
+            torch.nn.Conv2d(c, self.width, kernel_size=1) for c in self.in_channels
+        )
+        self.ups = torch.nn.ModuleList(
+            torch.nn.ConvTranspose2d(self.width, self.width, kernel_size=4, stride=2, padding=1)
+            for _ in self.in_channels[1:]
+        )
+        self.mix = torch.nn.ModuleList(
+            torch.nn.Conv2d(self.width, self.width, kernel_size=3, padding=1)
+            for _ in self.in_channels[1:]
+        )
+        self.out = torch.nn.Conv2d(self.width, 1, kernel_size=1)
+
+    def forward(self, stages: Sequence[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
+        """Mask logits [B, *size] from ``stages`` ([B, C_k, H_k, W_k], coarsest first)."""
+        if len(stages) != len(self.inputs):
+            raise ValueError(f"{len(stages)} representations for a decoder of {len(self.inputs)}")
+        h = F.relu(self.inputs[0](stages[0]))
+        for project, up, mix, stage in zip(
+            self.inputs[1:], self.ups, self.mix, stages[1:], strict=True
+        ):
+            h = F.relu(up(h))
+            skip = project(stage)
+            if skip.shape[-2:] != h.shape[-2:]:
+                skip = F.interpolate(skip, size=h.shape[-2:], mode="bilinear", align_corners=False)
+            h = F.relu(mix(h + skip))
+        logits = F.interpolate(self.out(h), size=size, mode="bilinear", align_corners=False)
+        return logits.squeeze(1)
+
+
+def stage_channels(embedding_model) -> list[int]:
+    """The channels of ``embedding_model``'s decoder inputs, found with one forward of a blank
+    224x224 image (works for any backbone config)."""
+    parameter = next(embedding_model.parameters())
+    image = torch.zeros(1, 3, 224, 224, device=parameter.device, dtype=parameter.dtype)
+    was_training = embedding_model.training
+    embedding_model.eval()
+    with torch.no_grad():
+        stages = embedding_model(image, with_stages=True)["stages"]
+    embedding_model.train(was_training)
+    return [int(stage.shape[1]) for stage in stages]
+
+
+def lmac_loss(
+    scores_in: torch.Tensor,
+    scores_out: torch.Tensor,
+    mask: torch.Tensor,
+    target: torch.Tensor,
+    score_scale: float,
+    l_in_weight: float = L_IN_WEIGHT,
+    l_out_weight: float = L_OUT_WEIGHT,
+    l1_weight: float = L1_WEIGHT,
+) -> dict[str, torch.Tensor]:
+    """L-MAC's objective, its terms and the total (see the module docstring).
+
+    Arguments
+    ---------
+    scores_in, scores_out : torch.Tensor
+        Cosine scores [B, n_classes] of ``mask * X`` and ``(1 - mask) * X``.
+    mask : torch.Tensor
+        [B, T, F] in [0, 1].
+    target : torch.Tensor
+        [B] the class the classifier predicted on ``X``.
+    score_scale : float
+        Logits are ``score_scale * cosine`` (the scale the classifier was trained with).
+
+    Example
+    -------
+    >>> scores = torch.tensor([[1.0, 0.0]])
+    >>> out = lmac_loss(scores, scores, torch.full((1, 2, 2), 0.5), torch.tensor([0]), 1.0)
+    >>> ce = torch.nn.functional.cross_entropy(scores, torch.tensor([0]))
+    >>> torch.allclose(out["total"], 4 * ce - 0.2 * ce + 0.4 * 0.5)
+    True
+    """
+    ce_in = F.cross_entropy(score_scale * scores_in.float(), target)
+    ce_out = F.cross_entropy(score_scale * scores_out.float(), target)
+    l1 = mask.abs().flatten(1).mean(dim=1).mean()
+    total = l_in_weight * ce_in - l_out_weight * ce_out + l1_weight * l1
+    return {"total": total, "ce_in": ce_in, "ce_out": ce_out, "l1": l1}
