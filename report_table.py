@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
-"""Table 1 of the paper (Method, ACC, FID-I, FA, FA_mask_in, #Params) from finished runs.
+"""Table 1 of the paper (Method, ACC, FID-I, FA, FA_mask_in, #Params) from finished runs,
+with the faithfulness suite's AI, AD, AG, SPS and COMP.
 
     python report_table.py results/focalnet-esc50/1234 results/vit-esc50/1234 \
-        results/piq-focalnet-esc50/1234 results/piq-vit-esc50/1234 --output results/table1
+        results/piq-focalnet-esc50/1234 results/piq-vit-esc50/1234 \
+        results/lmac-focalnet-esc50/1234 --output results/table1
 
 Reads each run's test_metrics.json; writes <output>.md and <output>.csv and prints the table.
 """

@@ -101,8 +101,8 @@ def read_run_metrics(folder) -> dict:
     path = Path(folder) / "test_metrics.json"
     if not path.is_file():
         raise FileNotFoundError(
-            f"{path} does not exist: {folder} is not a finished train_classifier.py / "
-            "train_piq.py run"
+            f"{path} does not exist: {folder} is not a finished train_classifier.py, "
+            "train_piq.py or train_lmac.py run"
         )
     return json.loads(path.read_text())
 

@@ -89,7 +89,9 @@ def test_table_report_in_the_papers_format(classifier_runs, piq_run, tmp_path):
     result = run_script("report_table.py", [*map(str, runs), "--output", str(output)])
     assert result.returncode == 0, result.stderr[-3000:]
     lines = (tmp_path / "table1.md").read_text().splitlines()
-    assert lines[0] == "| Method | ACC | FID-I | FA | FA_mask_in | #Params |"
+    assert lines[0] == (
+        "| Method | ACC | FID-I | FA | FA_mask_in | AI | AD | AG | SPS | COMP | #Params |"
+    )
     assert [line.split(" | ")[0] for line in lines[2:]] == ["| FocalNet", "| ViT", "| FocalNet-PIQ"]
     with open(tmp_path / "table1.csv") as handle:
         rows = list(csv.DictReader(handle))
@@ -97,6 +99,7 @@ def test_table_report_in_the_papers_format(classifier_runs, piq_run, tmp_path):
     total = (piq["n_params"] + piq["classifier_n_params"]) / 1e6
     assert rows[2]["#Params"] == f"{total:.1f}M"
     assert rows[2]["FID-I"] == f"{piq['fid_i']:.3f}"
+    assert rows[2]["AI"] == f"{piq['ai']:.1f}" and rows[2]["COMP"] == f"{piq['comp']:.2f}"
     missing = run_script("report_table.py", [str(tmp_path / "nowhere")])
     assert missing.returncode != 0 and "test_metrics.json" in missing.stderr
 
