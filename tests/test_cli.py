@@ -67,6 +67,22 @@ def test_a_one_clip_last_batch_is_dropped(tiny_data, tmp_path):
     assert "would leave a one-clip batch" in (out / "log.txt").read_text()
 
 
+def test_an_unwritable_resample_cache_falls_back_with_a_message(tiny_data, tmp_path):
+    """A cache folder that cannot be created (here under a regular file: a read-only data folder
+    cannot be simulated as root) is replaced by one in the run folder, with a message."""
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("a file")
+    out = tmp_path / "run"
+    args = tiny_args("focalnet", "focalnet", tiny_data, out, "--pretrained=False")
+    args = [arg for arg in args if not arg.startswith("--resample_cache")]
+    result = run_script("train_classifier.py", [*args, f"--resample_cache={blocker}/cache_16k"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = (out / "log.txt").read_text()
+    assert f"The resample cache {blocker}/cache_16k cannot be written" in log
+    assert any((out / "cache_16k").iterdir())  # cached in the run folder instead
+    assert blocker.read_text() == "a file"
+
+
 def test_test_only_re_evaluates_a_finished_run(classifier_runs, tiny_data):
     run = classifier_runs["focalnet"]
     before = json.loads((run / "test_metrics.json").read_text())
