@@ -69,7 +69,8 @@ def attention_map(attentions: torch.Tensor | Sequence[torch.Tensor]) -> torch.Te
     ---------
     attentions : torch.Tensor or sequence of torch.Tensor
         The last layer's attention probabilities [batch, heads, 1 + N, 1 + N] (token 0 is CLS,
-        tokens 1..N are the patches in row-major order). A sequence (e.g. Hugging Face's
+        tokens 1..N are the patches in row-major order), or only their CLS row
+        [batch, heads, 1, 1 + N] (what ``ViTEmbedder`` computes). A sequence (e.g. Hugging Face's
         ``output_attentions`` tuple, one tensor per layer) is accepted and its last element used.
 
     Returns
@@ -93,9 +94,10 @@ def attention_map(attentions: torch.Tensor | Sequence[torch.Tensor]) -> torch.Te
     """
     if not isinstance(attentions, torch.Tensor):
         attentions = attentions[-1]
-    if attentions.dim() != 4 or attentions.shape[-1] != attentions.shape[-2]:
+    if attentions.dim() != 4 or attentions.shape[-2] not in (1, attentions.shape[-1]):
         raise ValueError(
-            f"attentions must be [batch, heads, 1 + N, 1 + N], got shape {tuple(attentions.shape)}"
+            "attentions must be [batch, heads, 1 + N, 1 + N] or the CLS row [batch, heads, 1, "
+            f"1 + N], got shape {tuple(attentions.shape)}"
         )
     n_patches = attentions.shape[-1] - 1
     side = math.isqrt(max(n_patches, 0))

@@ -129,12 +129,13 @@ def build_backbone(
         if backbone == "focalnet":
             return FocalNetBackbone.from_pretrained(source, cache_dir=cache_dir)
         return ViTModel.from_pretrained(
-            source, cache_dir=cache_dir, add_pooling_layer=True, attn_implementation="eager"
+            source, cache_dir=cache_dir, add_pooling_layer=True, attn_implementation="sdpa"
         )
     config = backbone_config(backbone, config_overrides)
     if backbone == "focalnet":
         return FocalNetBackbone(config)
-    config._attn_implementation = "eager"  # attentions must be returnable
+    # Fused attention in every layer; the map's one row is computed aside (ViTEmbedder).
+    config._attn_implementation = "sdpa"
     return ViTModel(config, add_pooling_layer=True)
 
 
@@ -264,7 +265,13 @@ class FocalNetEmbedder(ImageView, torch.nn.Module):
 
 
 class ViTEmbedder(ImageView, torch.nn.Module):
-    """Embedding, representation and last-layer attentions of a ``ViTModel``."""
+    """Embedding, representation and last-layer CLS attention of a ``ViTModel``.
+
+    Every layer runs fused attention (SDPA), which never materialises attention probabilities.
+    With ``with_map`` a forward pre-hook on the last layer's attention recomputes the one row the
+    map needs from that layer's own query and key: ``softmax(q_cls K^T / sqrt(d))`` per head,
+    ``[B, heads, 1, 1 + N]`` as ``raw_map`` (``interpreters.maps.attention_map`` reads row 0).
+    """
 
     kind = "vit"
 
@@ -279,6 +286,19 @@ class ViTEmbedder(ImageView, torch.nn.Module):
         # would otherwise wait for its gradients.
         if getattr(backbone, "pooler", None) is not None:
             backbone.pooler.requires_grad_(False)
+        self._want_map, self._cls_attention = False, None
+        last_attention = backbone.layers[-1].attention
+        last_attention.register_forward_pre_hook(self._keep_cls_attention, with_kwargs=True)
+
+    def _keep_cls_attention(self, module, args, kwargs):
+        if not self._want_map:
+            return
+        hidden = args[0] if args else kwargs["hidden_states"]  # [B, 1 + N, D], normalised
+        batch, heads, dim = hidden.shape[0], module.num_attention_heads, module.head_dim
+        query = module.q_proj(hidden[:, :1]).view(batch, 1, heads, dim).transpose(1, 2)
+        key = module.k_proj(hidden).view(batch, -1, heads, dim).transpose(1, 2)
+        scores = torch.matmul(query, key.transpose(2, 3)) * module.scaling
+        self._cls_attention = torch.softmax(scores.float(), dim=-1)  # [B, heads, 1, 1 + N]
 
     @property
     def embedding_size(self) -> int:
@@ -291,13 +311,16 @@ class ViTEmbedder(ImageView, torch.nn.Module):
         spaced in depth (L, 3L/4, L/2, L/4; fewer when the model has fewer layers), deepest
         first, each [B, D, 14, 14] for a 224 input (L-MAC's input).
         """
-        out = self.backbone(
-            pixel_values=image, output_attentions=with_map, output_hidden_states=with_stages
-        )
+        self._want_map, self._cls_attention = with_map, None
+        try:
+            out = self.backbone(pixel_values=image, output_hidden_states=with_stages)
+        finally:
+            self._want_map = False
         hidden = out.last_hidden_state
         result = {"embedding": hidden.mean(dim=1), "representation": hidden}
         if with_map:
-            result["raw_map"] = out.attentions[-1]
+            result["raw_map"] = self._cls_attention
+            self._cls_attention = None
         if with_stages:
             n_layers = len(out.hidden_states) - 1
             layers = dict.fromkeys(round(n_layers * k / 4) for k in (4, 3, 2, 1))
