@@ -8,7 +8,8 @@
 --model_folder is the output folder of a train_classifier.py, train_piq.py or train_lmac.py run,
 or a folder with the checkpoints SpeechBrain released for the paper (embedding_model.ckpt,
 classifier.ckpt, label_encoder.txt). Outputs go next to each other, under --output_folder (default:
-<model_folder>/interpret/).
+<model_folder>/interpret/), with report.html: every file interpreted there, its top classes, the
+picture and players for the original and the interpretation.
 """
 
 import argparse
@@ -17,6 +18,7 @@ import sys
 import yaml
 
 from data_prep.audio import AudioReadError
+from interpreters.report_page import refresh_run_page, write_report_page
 from recipes.inference import METHOD_ALIASES, METHODS, AudioInterpreter
 from recipes.runs import RunFolderError
 
@@ -97,6 +99,9 @@ def main(argv=None):
         for row in summary["top"]:
             print(f"  {row['probability']:6.3f}  {row['class']}")
         print(f"  -> {', '.join(summary['outputs'].values())}")
+    if failed < len(args.audio):
+        print(f"  page: {write_report_page(output_folder)}")
+        refresh_run_page(output_folder)
     if failed:
         sys.exit(1)
 

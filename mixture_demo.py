@@ -10,7 +10,8 @@ Sources: two files, or two class names whose first clips in the run's test fold 
 --mode spectral (paper: source 1 dominates the lower half of the spectrum, source 2 the upper)
 or concat (authors' code: one after the other). Writes a 4-panel PNG (source 1, source 2,
 mixture, interpretation), the four WAVs and a JSON under --output_folder
-(default <model_folder>/mixtures).
+(default <model_folder>/mixtures), with report.html (the four sources' and the interpretation's
+players next to the picture).
 """
 
 import argparse
@@ -18,6 +19,7 @@ import sys
 
 from data_prep.audio import AudioReadError, load_clip
 from data_prep.mixing import MODES
+from interpreters.report_page import refresh_run_page, write_report_page
 from recipes.inference import METHOD_ALIASES, METHODS, AudioInterpreter
 from recipes.runs import RunFolderError, first_test_clips
 
@@ -69,6 +71,9 @@ def main(argv=None):
     for row in summary["top"]:
         print(f"  {row['probability']:6.3f}  {row['class']}")
     print(f"  -> {summary['outputs']['png']}")
+    output = args.output_folder or f"{args.model_folder}/mixtures"
+    print(f"  page: {write_report_page(output)}")
+    refresh_run_page(output)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from interpreters.baselines import BASELINES
 from interpreters.outputs import save_ood_png, write_csv_rows, written_together
+from interpreters.report_page import refresh_run_page
 from recipes.inference import AudioInterpreter, load_interpreter_of
 from recipes.ood import DEFAULT_CONDITIONS, ood_rows, parse_condition
 from recipes.runs import RunFolderError, run_split_dataset
@@ -96,6 +97,8 @@ def main(argv=None):
             f"COMP {row['comp']:.2f}"
         )
     print(f"wrote {output}/ood.csv and ood.png ({len(items)} clips)")
+    if output.resolve() == (Path(args.model_folder) / "ood").resolve():
+        refresh_run_page(output)  # the run's report.html shows the OOD table
 
 
 if __name__ == "__main__":

@@ -7,11 +7,17 @@ with the faithfulness suite's AI, AD, AG, SPS and COMP.
         results/lmac-focalnet-esc50/1234 --output results/table1
 
 Reads each run's test_metrics.json; writes <output>.md and <output>.csv and prints the table.
+
+    python report_table.py --html results/focalnet-esc50/1234 [more folders]
+
+(re)writes the report.html page of each folder (a run, or an interpret.py / mixture_demo.py
+output folder), e.g. for runs made before pages existed, and prints their paths.
 """
 
 import argparse
 import sys
 
+from interpreters.report_page import write_report_page
 from recipes.report import (
     baseline_rows,
     markdown_table,
@@ -29,7 +35,17 @@ def main(argv=None):
         "--sweep", default=None, help="a sweep_quantile.py CSV: adds its baseline rows at --q"
     )
     parser.add_argument("--q", type=float, default=0.9, help="quantile of the baseline rows")
+    parser.add_argument(
+        "--html", action="store_true", help="write each folder's report.html instead of a table"
+    )
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    if args.html:
+        for folder in args.runs:
+            try:
+                print(write_report_page(folder))
+            except FileNotFoundError as error:
+                sys.exit(f"report_table.py: {error}")
+        return
     try:
         rows = table_rows([read_run_metrics(folder) for folder in args.runs])
         if args.sweep:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import json
 import os
 import shutil
 import tempfile
@@ -240,12 +241,16 @@ def save_interpretations(
     class_names: Sequence[str],
     features: torch.nn.Module,
     length: int | None = None,
+    probabilities: torch.Tensor | None = None,
 ) -> list[Path]:
-    """Writes, for each clip, a 3-panel PNG and the original and interpretation WAV files.
+    """Writes, for each clip, a 3-panel PNG, the original, interpretation and removed-part WAV
+    files, and a JSON of its classes.
 
-    Files: ``<folder>/<id>.png``, ``<id>_original.wav`` (``features.inverse(log_spec, phase)``)
-    and ``<id>_interpretation.wav`` (``features.inverse(x_int, phase)``): the interpretation is
-    listened to with the original phase, as in the paper.
+    Files: ``<folder>/<id>.png``, ``<id>_original.wav`` (``features.inverse(log_spec, phase)``),
+    ``<id>_interpretation.wav`` (``features.inverse(x_int, phase)``: the interpretation is
+    listened to with the original phase, as in the paper), ``<id>_removed.wav`` (what the mask
+    leaves out, ``log_spec - x_int``) and ``<id>.json`` (``true_class``, ``predicted_class`` and,
+    given ``probabilities``, the ``top`` 5 classes with their probabilities).
 
     Arguments
     ---------
@@ -272,6 +277,8 @@ def save_interpretations(
     length : int, optional
         Number of samples of the waveforms (e.g. 80000 for 5 s at 16 kHz); ISTFT's own
         length when None.
+    probabilities : torch.Tensor, optional
+        [batch, n_classes] class probabilities to display (top 5 in the JSON).
 
     Returns
     -------
@@ -291,7 +298,7 @@ def save_interpretations(
     ...     features, length=16000,
     ... )
     >>> sorted(f.name for f in files)
-    ['clip.png', 'clip_interpretation.wav', 'clip_original.wav']
+    ['clip.json', 'clip.png', 'clip_interpretation.wav', 'clip_original.wav', 'clip_removed.wav']
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -307,14 +314,17 @@ def save_interpretations(
     sample_rate = int(getattr(stft, "sample_rate", SAMPLE_RATE))
     hop_length = int(getattr(stft, "hop_length", HOP_LENGTH))
     with torch.no_grad():
-        # One inverse for originals and interpretations, on the inputs' device.
+        # One inverse for originals, interpretations and removed parts, on the inputs' device.
+        log_spec_d, x_int_d, phase_d = log_spec.detach(), x_int.detach(), phase.detach()
         wavs = features.inverse(
-            torch.cat([log_spec.detach(), x_int.detach()]),
-            torch.cat([phase.detach(), phase.detach()]),
+            torch.cat([log_spec_d, x_int_d, log_spec_d - x_int_d]),
+            torch.cat([phase_d, phase_d, phase_d]),
             length=length,
         ).cpu()
-    originals, interpretations = wavs[:n_clips], wavs[n_clips:]
+    originals, interpretations, removed = wavs.chunk(3)
     log_spec, mask, x_int = (t.detach().float().cpu() for t in (log_spec, mask, x_int))
+    if probabilities is not None:
+        probabilities = probabilities.detach().float().cpu()
     written = []
     for index, clip_id in enumerate(ids):
         png = folder / f"{clip_id}.png"
@@ -330,9 +340,25 @@ def save_interpretations(
         )
         original = folder / f"{clip_id}_original.wav"
         interpretation = folder / f"{clip_id}_interpretation.wav"
+        removed_part = folder / f"{clip_id}_removed.wav"
         save_wav(originals[index], original, sample_rate)
         save_wav(interpretations[index], interpretation, sample_rate)
-        written += [png, original, interpretation]
+        save_wav(removed[index], removed_part, sample_rate)
+        info = {
+            "id": str(clip_id),
+            "true_class": class_names[targets[index]],
+            "predicted_class": class_names[preds[index]],
+        }
+        if probabilities is not None:
+            top = torch.topk(probabilities[index], k=min(5, len(class_names)))
+            info["top"] = [
+                {"class": class_names[int(i)], "probability": float(v)}
+                for v, i in zip(top.values, top.indices, strict=True)
+            ]
+        info_path = folder / f"{clip_id}.json"
+        with atomic_path(info_path) as tmp:
+            tmp.write_text(json.dumps(info, indent=2) + "\n")
+        written += [png, original, interpretation, removed_part, info_path]
     return written
 
 

@@ -123,8 +123,8 @@ def _player(path: Path, folder: Path, caption: str) -> str:
     if not path.is_file():
         return ""
     return (
-        f'<figure><figcaption>{_esc(caption)}</figcaption>'
-        f'<audio controls preload="none" src="{_esc(_rel(path, folder))}"></audio></figure>'
+        f"<figure><figcaption>{_esc(caption)}</figcaption>"
+        f'<audio controls preload="metadata" src="{_esc(_rel(path, folder))}"></audio></figure>'
     )
 
 
@@ -163,9 +163,10 @@ def _interpretation_rows(folder: Path, page_folder: Path) -> list[str]:
     return rows
 
 
-def _summary_rows(folder: Path, page_folder: Path) -> list[str]:
-    """Rows of interpret.py / mixture_demo.py summaries (JSON files naming their outputs)."""
-    rows = []
+def _summary_rows(folder: Path, page_folder: Path) -> tuple[list[str], bool]:
+    """Rows of interpret.py / mixture_demo.py summaries (JSON files naming their outputs), and
+    whether they are all mixtures."""
+    rows, mixtures = [], 0
     for path in sorted(folder.glob("*.json")):
         try:
             summary = json.loads(path.read_text())
@@ -176,16 +177,23 @@ def _summary_rows(folder: Path, page_folder: Path) -> list[str]:
             continue
         base = path.parent
 
-        def local(name, base=base):
+        def local(name, base=base, outputs=outputs):
             return base / Path(outputs[name]).name
 
         if "sources" in summary:  # a mixture demo
-            title = f"mixture {' + '.join(summary['sources'])} ({summary.get('mode', '')})"
-            kinds = [
-                (key, key)
-                for key in ("source1", "source2", "mixture", "interpretation")
-                if key in outputs
-            ]
+            mixtures += 1
+            sources = summary["sources"]
+            title = (
+                f"mixture {' + '.join(sources)} ({summary.get('mode', '')}, "
+                f"{summary.get('method', '')})"
+            )
+            captions = {
+                "source1": f"source 1 ({sources[0]})",
+                "source2": f"source 2 ({sources[1]})",
+                "mixture": "mixture",
+                "interpretation": "interpretation",
+            }
+            kinds = [(key, caption) for key, caption in captions.items() if key in outputs]
         else:
             title = f"{Path(summary.get('audio', path.stem)).name} ({summary.get('method', '')})"
             kinds = [("wav", "interpretation")]
@@ -202,7 +210,19 @@ def _summary_rows(folder: Path, page_folder: Path) -> list[str]:
             + f'<img src="{_esc(_rel(local("png"), page_folder))}" alt="{_esc(title)}">'
             + f'<div class="players">{players}</div></div>'
         )
-    return rows
+    return rows, bool(rows) and mixtures == len(rows)
+
+
+def _folded(name: str, table: str) -> str:
+    return f"<details><summary>{_esc(name)} (click to open)</summary>{table}</details>"
+
+
+def _method_label(metrics: dict) -> str:
+    method = str(metrics.get("method") or metrics.get("backbone") or "")
+    backbone, _, suffix = method.partition("-")
+    backbone = {"focalnet": "FocalNet", "vit": "ViT"}.get(backbone, backbone)
+    kind = {"piq": "PIQ interpreter", "lmac": "L-MAC interpreter"}.get(suffix)
+    return f"{backbone} {kind}" if kind else f"{backbone} classifier (by-design interpretation)"
 
 
 def write_report_page(folder, title: str | None = None) -> Path:
@@ -210,54 +230,80 @@ def write_report_page(folder, title: str | None = None) -> Path:
     folder = Path(folder).resolve()
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder} is not a folder")
-    sections = []
+    sections = []  # (anchor, heading, body)
     metrics_path = folder / "test_metrics.json"
     metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else None
     if metrics is not None:
-        sections.append("<h2>Test metrics</h2>" + _metrics_table(metrics))
+        sections.append(("metrics", "Test metrics", _metrics_table(metrics)))
         if (folder / "confusion_matrix.png").is_file():
             sections.append(
-                '<h2>Confusion matrix</h2><img src="confusion_matrix.png" '
-                'alt="confusion matrix: rows true class, columns predicted" '
-                'style="max-width: 900px; width: 100%">'
+                (
+                    "confusion",
+                    "Confusion matrix",
+                    '<img src="confusion_matrix.png" alt="confusion matrix: rows true class, '
+                    'columns predicted" style="max-width: 640px; width: 100%">',
+                )
             )
+    clips = []
+    if (folder / "interpretations").is_dir():
+        clips = _interpretation_rows(folder / "interpretations", folder)
+    if clips:
+        heading = f"Interpreted test clips ({len(clips)})"
+        sections.append(("clips", heading, "\n".join(clips)))
+    for sub, anchor, heading in (
+        ("", "files", "Interpreted files"),
+        ("interpret", "interpret", "Interpreted files (interpret/)"),
+        ("mixtures", "mixtures", "Mixtures (mixtures/)"),
+    ):
+        rows, all_mixtures = (
+            _summary_rows(folder / sub, folder) if (folder / sub).is_dir() else ([], False)
+        )
+        if rows:
+            if not sub and all_mixtures:
+                anchor, heading = "mixtures", "Mixtures"
+            sections.append((anchor, heading, "\n".join(rows)))
+    # Long tables last, folded (a click opens them; no script).
     if (folder / "quantile_sweep.csv").is_file():
+        table = _csv_table(folder / "quantile_sweep.csv")
         sections.append(
-            "<h2>Quantile sweep and baselines</h2>" + _csv_table(folder / "quantile_sweep.csv")
+            ("sweep", "Quantile sweep and baselines", _folded("quantile_sweep.csv", table))
         )
     if (folder / "ood" / "ood.csv").is_file():
         picture = ""
         if (folder / "ood" / "ood.png").is_file():
             picture = '<img src="ood/ood.png" alt="metrics in and out of distribution">'
+        table = _csv_table(folder / "ood" / "ood.csv")
         sections.append(
-            "<h2>In and out of distribution</h2>" + _csv_table(folder / "ood" / "ood.csv") + picture
+            ("ood", "In and out of distribution", picture + _folded("ood/ood.csv", table))
         )
-    clips = []
-    if (folder / "interpretations").is_dir():
-        clips = _interpretation_rows(folder / "interpretations", folder)
-    if clips:
-        sections.append(f"<h2>Interpreted test clips ({len(clips)})</h2>" + "\n".join(clips))
-    for sub, heading in (("", "Interpreted files"), ("interpret", "Interpreted files"),
-                         ("mixtures", "Mixtures")):
-        rows = _summary_rows(folder / sub, folder) if (folder / sub).is_dir() else []
-        if rows:
-            sections.append(f"<h2>{heading}</h2>" + "\n".join(rows))
     if not sections:
         raise FileNotFoundError(
             f"{folder} holds nothing to report: no test_metrics.json, interpretations/, "
             "mixtures/ or interpret.py outputs"
         )
     if title is None:
-        name = metrics.get("method") if metrics else None
-        title = f"{folder.name}" + (f" ({name})" if name else "")
+        title = f"{folder.parent.name}/{folder.name}"
+        if metrics:
+            title += f": {_method_label(metrics)}"
+    contents = " &middot; ".join(f'<a href="#{a}">{_esc(h)}</a>' for a, h, _ in sections)
+    body = "\n".join(f'<h2 id="{a}">{_esc(h)}</h2>\n{b}' for a, h, b in sections)
     page = (
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         f"<title>{_esc(title)}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n"
-        f"<h1>{_esc(title)}</h1>\n<p class=\"note\">{_esc(str(folder))}</p>\n"
-        + "\n".join(sections)
-        + "\n</body>\n</html>\n"
+        f'<h1>{_esc(title)}</h1>\n<p class="note">{_esc(str(folder))}</p>\n'
+        f"<p>{contents}</p>\n{body}\n</body>\n</html>\n"
     )
     path = folder / PAGE
     with atomic_path(path) as tmp:
         tmp.write_text(page, encoding="utf-8")
     return path
+
+
+def refresh_run_page(output_folder) -> Path | None:
+    """Rewrites the page of the run that holds ``output_folder`` (its parent has
+    ``test_metrics.json``, e.g. ``<run>/mixtures``, ``<run>/interpret``, ``<run>/ood``); returns
+    it, or None when ``output_folder`` is not inside a run folder."""
+    parent = Path(output_folder).resolve().parent
+    if (parent / "test_metrics.json").is_file():
+        return write_report_page(parent)
+    return None

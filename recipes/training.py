@@ -26,6 +26,7 @@ from speechbrain.utils.distributed import ddp_barrier, if_main_process
 
 from interpreters.metrics import MetricsAccumulator, interpretation_scores, write_metrics_json
 from interpreters.outputs import save_confusion_matrix_png, save_interpretations
+from interpreters.report_page import write_report_page
 from recipes.labels import default_labels
 
 logger = logging.getLogger(__name__)
@@ -283,9 +284,17 @@ class InterpretationScoring(DistributedRecipe):
                 self.hparams.class_names,
                 self.modules.features,
                 length=n_samples,
+                probabilities=torch.softmax(self.display_scale() * scores[keep].float(), dim=-1),
             )
             self.n_saved += len(batch.id[keep])
         return result
+
+    def display_scale(self) -> float:
+        """The scale of the cosine scores in displayed probabilities: the training loss's."""
+        scale = getattr(self.hparams, "score_scale", None)
+        if scale is None:
+            scale = getattr(getattr(self.hparams, "loss_fn", None), "scale", None)
+        return float(scale if scale is not None else 30.0)
 
     def interpretation_summary(self, **kwargs) -> dict:
         """``MetricsAccumulator.summary`` of the stage, over all processes (kwargs passed on).
@@ -325,6 +334,7 @@ class InterpretationScoring(DistributedRecipe):
                 self.hparams.class_names,
                 os.path.join(folder, "confusion_matrix.png"),
             )
+            write_report_page(folder)
         self.test_summary = summary
         return summary
 

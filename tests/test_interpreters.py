@@ -327,11 +327,22 @@ def test_save_interpretations_writes_all_files(tmp_path):
         ["dog", "rain"],
         features,
         length=80000,
+        probabilities=torch.tensor([[0.3, 0.7], [0.4, 0.6]]),
     )
-    assert len(files) == 6 and all(f.is_file() for f in files)
+    assert len(files) == 10 and all(f.is_file() for f in files)
+    info = json.loads((folder / "1-100-A-0.json").read_text())
+    assert info["true_class"] == "dog" and info["predicted_class"] == "rain"
+    assert info["top"] == [
+        {"class": "rain", "probability": pytest.approx(0.7)},
+        {"class": "dog", "probability": pytest.approx(0.3)},
+    ]
+    # what the mask removes is a sound of its own, not the interpretation again
+    kept, _ = sf.read(folder / "5-200-B-1_interpretation.wav")
+    removed, _ = sf.read(folder / "5-200-B-1_removed.wav")
+    assert removed.std() > 0 and abs(np.corrcoef(kept, removed)[0, 1]) < 0.9
     for clip_id in ["1-100-A-0", "5-200-B-1"]:
         assert (folder / f"{clip_id}.png").is_file()
-        for kind in ["original", "interpretation"]:
+        for kind in ["original", "interpretation", "removed"]:
             info = sf.info(folder / f"{clip_id}_{kind}.wav")
             assert info.samplerate == 16000 and info.duration == pytest.approx(5.0)
     original, _ = sf.read(folder / "1-100-A-0_original.wav")

@@ -140,7 +140,7 @@ def test_lmac_recipe_end_to_end(backbone, lmac_runs, classifier_runs):
     for key in ("fid_i", "fa", "fa_mask_in", "ai", "ad", "ag", "sps", "comp"):
         assert math.isfinite(metrics[key]), key
     assert 0 <= metrics["ai"] <= 100 and 0 <= metrics["sps"] < 1
-    assert len(list((out / "interpretations").glob("*.wav"))) == 4  # 2 clips, original + int
+    assert len(list((out / "interpretations").glob("*.wav"))) == 6  # 2 clips x 3 sounds
     # The validation loss really is logged, and the test used the epoch with the lowest one.
     log = (out / "train_log.txt").read_text()
     losses = [float(x) for x in re.findall(r"valid loss: ([0-9.e+-]+)", log)]
