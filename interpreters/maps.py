@@ -230,7 +230,13 @@ def quantile_mask(
     order = tie_order(n_cells).to(flat.device)
     shuffled = flat[:, order]  # ties keep this order in the stable sort below
     if valid is None:
-        n_kept = kept_cells(n_cells, quantile).expand(flat.shape[0]).to(flat.device)
+        n_kept = int(kept_cells(n_cells, quantile))
+        if 0 < n_kept < n_cells:
+            kept_shuffled = _top_cells(shuffled, n_kept)
+            mask = torch.empty_like(kept_shuffled)
+            mask[:, order] = kept_shuffled
+            return mask.float().reshape(map.shape)
+        n_kept = torch.tensor(n_kept).expand(flat.shape[0]).to(flat.device)
     else:
         valid_shuffled = valid.reshape(flat.shape[0], -1)[:, order].to(flat.device)
         shuffled = shuffled.masked_fill(~valid_shuffled, float("-inf"))
@@ -242,6 +248,24 @@ def quantile_mask(
     mask = torch.empty_like(kept_shuffled)
     mask[:, order] = kept_shuffled
     return mask.float().reshape(map.shape)
+
+
+def _top_cells(values: torch.Tensor, n_kept: int) -> torch.Tensor:
+    """The ``n_kept`` largest of each row of ``values`` [B, N], ties kept first-come: the same
+    cells as a stable descending sort, without sorting (a k-th value and a running count of the
+    tied cells; several times faster on 221,103 cells a clip).
+
+    Example
+    -------
+    >>> _top_cells(torch.tensor([[1.0, 3.0, 3.0, 3.0, 0.0]]), 2).tolist()
+    [[False, True, True, False, False]]
+    """
+    n_cells = values.shape[1]
+    threshold = values.kthvalue(n_cells - n_kept + 1, dim=1, keepdim=True).values
+    above = values > threshold
+    ties = values == threshold
+    wanted = n_kept - above.sum(dim=1, keepdim=True)  # how many tied cells to keep
+    return above | (ties & (ties.cumsum(dim=1) <= wanted))
 
 
 MAP_FUNCTIONS = {"focalnet": modulation_map, "vit": attention_map}

@@ -11,6 +11,7 @@ import torch
 from interpreters.maps import (
     MAP_FUNCTIONS,
     attention_map,
+    kept_cells,
     modulation_map,
     quantile_mask,
     upsample_map,
@@ -347,3 +348,19 @@ def test_save_interpretations_writes_all_files(tmp_path):
             assert info.samplerate == 16000 and info.duration == pytest.approx(5.0)
     original, _ = sf.read(folder / "1-100-A-0_original.wav")
     assert np.corrcoef(original[1000:-1000], wavs[0, 1000:-1000].numpy())[0, 1] > 0.99
+
+
+@pytest.mark.parametrize("quantile", [0.0, 0.1, 0.5, 0.9, 0.97, 1.0])
+def test_fast_quantile_mask_keeps_the_same_cells_as_the_stable_sort(quantile):
+    """Without ``valid`` the mask comes from a k-th value and a count of ties; with ``valid`` all
+    True from the stable sort: the same cells, ties included (maps with many equal values)."""
+    generator = torch.Generator().manual_seed(int(quantile * 100))
+    for map in (
+        torch.randint(0, 4, (3, 20, 17), generator=generator).float(),
+        torch.rand(3, 20, 17, generator=generator),
+        torch.zeros(2, 9, 11),
+    ):
+        fast = quantile_mask(map, quantile)
+        by_sort = quantile_mask(map, quantile, valid=torch.ones_like(map, dtype=torch.bool))
+        assert torch.equal(fast, by_sort)
+        assert int(fast[0].sum()) == int(kept_cells(map[0].numel(), quantile))
