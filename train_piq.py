@@ -13,50 +13,15 @@ best validation FID-I and the latest), test_metrics.json, confusion_matrix.png, 
 
 import sys
 
-from data_prep.datasets import datasets_from_hparams
-from recipes.cli import load_hparams, run_main
+from recipes.cli import run_main
 from recipes.piq import PIQBrain
-from recipes.runs import RunFolderError, check_classifier_folder, load_frozen_classifier
-from recipes.training import train_loader_options
+from recipes.posthoc import train_posthoc
 
 
 def main(argv=None):
-    hparams, run_opts, _, _ = load_hparams(argv)
-    if not hparams["valid_folds"]:
-        sys.exit(
-            "train_piq.py: valid_folds is empty, but PIQ keeps the checkpoint with the best "
-            "validation FID-I: give at least one validation fold (e.g. --valid_folds=[4])"
-        )
-    try:
-        card = check_classifier_folder(hparams)  # before any data preparation
-        datasets, labels = datasets_from_hparams(hparams)
-        class_names = [entry["class_name"] for entry in labels]
-        load_frozen_classifier(hparams, card, class_names)
-    except RunFolderError as error:
-        sys.exit(f"train_piq.py: {error}")
-    hparams["labels"] = labels
-    hparams["class_names"] = class_names
-
-    brain = PIQBrain(
-        modules=hparams["modules"],
-        opt_class=hparams["opt_class"],
-        hparams=hparams,
-        run_opts=run_opts,
-        checkpointer=hparams["checkpointer"],
+    return train_posthoc(
+        argv, PIQBrain, "train_piq.py", "PIQ keeps the checkpoint with the best validation FID-I"
     )
-    brain.fit(
-        brain.hparams.epoch_counter,
-        datasets["train"],
-        datasets["valid"],
-        train_loader_kwargs=train_loader_options(
-            hparams["train_dataloader_options"], len(datasets["train"])
-        ),
-        valid_loader_kwargs=hparams["eval_dataloader_options"],
-    )
-    brain.evaluate(
-        datasets["test"], max_key="fid_i", test_loader_kwargs=hparams["eval_dataloader_options"]
-    )
-    return brain
 
 
 if __name__ == "__main__":

@@ -170,7 +170,8 @@ def interpretation_scores(
         ``pred`` (argmax on ``x``, long [B]), ``pred_int`` (argmax on ``x_int``, long [B]),
         ``fid_i`` (1.0 / 0.0 [B]), ``fa`` (mask-out, eq. 7 [B]), ``fa_mask_in`` ([B]), the
         suite's ``ai``, ``ad``, ``ag``, ``sps``, ``comp`` ([B]; see the module docstring),
-        ``p_x`` and ``p_int`` (``p_c(x)``, ``p_c(x_int)`` [B]) and ``x_int`` ([B, T, F]).
+        ``p_x`` and ``p_int`` (``p_c(x)``, ``p_c(x_int)`` [B]), ``x_int`` ([B, T, F]) and
+        ``masked_scores`` (the classifier's scores of ``cat([x_int, x_out])`` [2B, ...]).
 
     Example
     -------
@@ -194,7 +195,8 @@ def interpretation_scores(
         if scores is None:
             scores = classify(log_spec)
         p_x_all = probabilities(scores)  # [B, n]
-        p_masked = probabilities(classify(torch.cat([x_int, x_out], dim=0)))  # [2B, n]
+        masked_scores = classify(torch.cat([x_int, x_out], dim=0))
+        p_masked = probabilities(masked_scores)  # [2B, n]
         p_int_all, p_out_all = p_masked.chunk(2, dim=0)
         pred = p_x_all.argmax(dim=-1)
         pred_int = p_int_all.argmax(dim=-1)
@@ -216,6 +218,7 @@ def interpretation_scores(
             "p_x": p_x,
             "p_int": p_int,
             "x_int": x_int,
+            "masked_scores": masked_scores,
         }
 
 

@@ -20,33 +20,22 @@ import speechbrain as sb
 import torch
 
 from interpreters.piq import piq_loss, representation_grid, target_mask
-from recipes.models import count_parameters
-from recipes.runs import piq_model_card, write_model_card
-from recipes.training import InterpretationScoring
+from recipes.posthoc import PosthocBrain
+from recipes.runs import piq_model_card
 
 LOSS_TERMS = ("reconstruction", "codebook", "commitment")
 
 
-class PIQBrain(InterpretationScoring, sb.Brain):
+class PIQBrain(PosthocBrain):
     """Trains and evaluates the PIQ interpreter of a frozen classifier."""
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.frozen = torch.nn.ModuleDict(
-            {
-                "embedding_model": self.hparams.embedding_model,
-                "classifier": self.hparams.classifier,
-            }
-        ).to(self.device)
-        self.frozen.eval().requires_grad_(False)
-        self.kind = self.hparams.embedding_model.kind
+    LOSS_TERMS = LOSS_TERMS
+    VALID_KEYS = ("acc", "fid_i", "fa", "fa_mask_in")
+    SELECT_KEY, SELECT_MAX = "fid_i", True
+    METHOD, INTERPRETER = "piq", "interpreter"
 
-    def on_fit_start(self):
-        """Writes the run's model card (``model.json``): its classifier run and interpreter."""
-        super().on_fit_start()
-        if sb.utils.distributed.if_main_process():
-            card = piq_model_card(vars(self.hparams), self.hparams.interpreter)
-            write_model_card(self.hparams.output_folder, card)
+    def model_card(self) -> dict:
+        return piq_model_card(vars(self.hparams), self.hparams.interpreter)
 
     @torch.no_grad()
     def classify(self, log_spec: torch.Tensor) -> torch.Tensor:
@@ -75,9 +64,7 @@ class PIQBrain(InterpretationScoring, sb.Brain):
         log_spec = predictions["log_spec"]
         target = target_mask(log_spec, self.hparams.mask_threshold)
         losses = piq_loss(predictions, target, beta=self.hparams.beta)
-        for name in LOSS_TERMS:
-            self.loss_sums[name] += float(losses[name].detach()) * len(batch.id)
-        self.loss_count += len(batch.id)
+        self.record_losses(losses, len(batch.id))
         if stage != sb.Stage.TRAIN:
             self.score_masks(
                 batch,
@@ -89,45 +76,3 @@ class PIQBrain(InterpretationScoring, sb.Brain):
                 save=stage == sb.Stage.TEST,
             )
         return losses["total"]
-
-    def on_stage_start(self, stage, epoch=None):
-        """Fresh loss sums; fresh interpretation metrics on validation and test."""
-        self.loss_sums = dict.fromkeys(LOSS_TERMS, 0.0)
-        self.loss_count = 0
-        if stage != sb.Stage.TRAIN:
-            self.start_scoring()
-
-    def _stage_stats(self, stage_loss):
-        stats = {"loss": stage_loss}
-        stats.update({k: v / max(self.loss_count, 1) for k, v in self.loss_sums.items()})
-        return stats
-
-    def on_stage_end(self, stage, stage_loss, epoch=None):
-        """Logs; keeps the checkpoint with the best validation FID-I; writes the test results."""
-        stats = self._stage_stats(stage_loss)
-        if stage == sb.Stage.TRAIN:
-            self.train_stats = stats
-            return
-        if stage == sb.Stage.VALID:
-            summary = self.interpretation_summary()
-            stats.update({key: summary[key] for key in ("acc", "fid_i", "fa", "fa_mask_in")})
-            self.hparams.train_logger.log_stats(
-                stats_meta={"epoch": epoch, "lr": self.optimizer.param_groups[0]["lr"]},
-                train_stats=self.train_stats,
-                valid_stats=stats,
-            )
-            self.checkpointer.save_and_keep_only(
-                meta={"fid_i": stats["fid_i"], "epoch": epoch}, max_keys=["fid_i"]
-            )
-        elif stage == sb.Stage.TEST:
-            self.write_test_results(
-                quantile=None,
-                n_params=count_parameters(self.modules.interpreter),
-                extra={
-                    "test_loss": stage_loss,
-                    "backbone": self.kind,
-                    "method": f"{self.kind}-piq",
-                    "classifier_folder": str(self.hparams.classifier_folder),
-                    "classifier_n_params": count_parameters(self.frozen),
-                },
-            )
