@@ -17,13 +17,14 @@ from recipes.cli import load_hparams, run_main
 from recipes.training import train_loader_options
 
 
-def main(argv=None):
+def main(argv=None, brain_class=ClassifierBrain):
+    """Runs the recipe; ``brain_class`` is a ``ClassifierBrain`` (a subclass for profiling)."""
     hparams, run_opts, _, _ = load_hparams(argv)
     datasets, labels = datasets_from_hparams(hparams)
     hparams["labels"] = labels
     hparams["class_names"] = [entry["class_name"] for entry in labels]
 
-    brain = ClassifierBrain(
+    brain = brain_class(
         modules=hparams["modules"],
         opt_class=hparams["opt_class"],
         hparams=hparams,
