@@ -128,7 +128,7 @@ def bench_pipeline(folder: Path, features, device, batch=BATCH):
     def run(cache):
         for start in range(0, len(paths), batch):
             wavs = torch.stack([load_clip(p, cache=cache) for p in paths[start : start + batch]])
-            log_spec, _ = features(wavs.to(device))
+            log_spec, _ = features(wavs.to(device), with_phase=False)
             to_image(log_spec)
 
     cache = ResampleCache(folder / "cache")
@@ -155,7 +155,7 @@ def bench_backbone(kind, features, device, train_steps, repeats):
 
         def train_step():
             optimizer.zero_grad(set_to_none=True)
-            log_spec, _ = features(wavs[:batch])
+            log_spec, _ = features(wavs[:batch], with_phase=False)
             embedding = embedder(to_image(log_spec))["embedding"]
             loss = loss_fn(head(embedding.unsqueeze(1)), targets[:batch])
             loss.backward()
@@ -167,7 +167,7 @@ def bench_backbone(kind, features, device, train_steps, repeats):
     embedder.train(), head.train()
     train_s = timed(make_train_step(embedder, head), device, repeats=train_steps)
     embedder.eval(), head.eval()
-    log_spec, _ = features(wavs)
+    log_spec, _ = features(wavs, with_phase=False)
     image = to_image(log_spec)
 
     def make_plain(embedder):
@@ -262,7 +262,7 @@ def bench_piq(features, device, batch):
 
     def step():
         optimizer.zero_grad(set_to_none=True)
-        log_spec, _ = features(wavs)
+        log_spec, _ = features(wavs, with_phase=False)
         with torch.no_grad():
             out = embedder(to_image(log_spec))
             scores = head(out["embedding"].unsqueeze(1)).squeeze(1)

@@ -100,7 +100,7 @@ def sweep_quantiles(
     for batch in batches:
         wavs = batch.signal.data.to(model.device)
         labels = batch.label.to(model.device)
-        log_spec, _ = model.features(wavs)
+        log_spec, _ = model.features(wavs, with_phase=False)
         if edges is None:
             sample_rate = int(model.features.stft.sample_rate)
             edges = edge_frames(log_spec.shape[1], model.features_hop(), sample_rate, EDGE_SECONDS)

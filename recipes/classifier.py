@@ -62,7 +62,7 @@ class ClassifierBrain(InterpretationScoring, sb.Brain):
         labels_b, lam = None, 1.0
         if stage == sb.Stage.TRAIN and self.hparams.augmentation is not None:
             wavs, lens = self.hparams.augmentation(wavs, lens)
-        log_spec, phase = self.modules.features(wavs)
+        log_spec, phase = self.modules.features(wavs, with_phase=stage == sb.Stage.TEST)
         if stage == sb.Stage.TRAIN:
             spec_augmentation = getattr(self.hparams, "spec_augmentation", None)
             if spec_augmentation is not None:

@@ -79,23 +79,36 @@ class LogSpectrogram(torch.nn.Module):
             sample_rate=sample_rate, n_fft=n_fft, win_length=win_length, hop_length=hop_length
         )
 
-    def forward(self, wavs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, wavs: torch.Tensor, with_phase: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Computes ``log_spec = log1p(|STFT(wavs)|)`` and the phase.
 
         Arguments
         ---------
         wavs : torch.Tensor
             Waveforms [batch, samples].
+        with_phase : bool
+            False: no phase (None), for steps that never invert the spectrogram, e.g. training
+            and validation. The phase's ``atan2`` costs twice the STFT and magnitude together.
 
         Returns
         -------
         log_spec : torch.Tensor
             [batch, time, freq], non-negative.
-        phase : torch.Tensor
+        phase : torch.Tensor or None
             [batch, time, freq], in radians.
+
+        Example
+        -------
+        >>> log_spec, phase = LogSpectrogram()(torch.zeros(1, 16000), with_phase=False)
+        >>> log_spec.shape, phase
+        (torch.Size([1, 87, 513]), None)
         """
         stft = self.stft(wavs.float())  # [B, T, F, 2] (real, imaginary)
         log_spec = torch.log1p(spectral_magnitude(stft, power=0.5))
+        if not with_phase:
+            return log_spec, None
         phase = torch.atan2(stft[..., 1], stft[..., 0])
         return log_spec, phase
 

@@ -571,7 +571,10 @@ class AudioInterpreter:
         """
         mixture, parts = mix_sources(source_1, source_2, self.sample_rate, mode)
         result = self.interpret_waveform(mixture, self.sample_rate, quantile)
-        spectrograms = [self.features(part.unsqueeze(0).to(self.device))[0][0] for part in parts]
+        spectrograms = [
+            self.features(part.unsqueeze(0).to(self.device), with_phase=False)[0][0]
+            for part in parts
+        ]
         x_int = result["mask"] * result["log_spec"]
         predicted = result["top"][0][0]
         stem = f"mixture_{names[0]}+{names[1]}_{mode}_{self.method}"

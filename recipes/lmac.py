@@ -53,7 +53,7 @@ class LMACBrain(PosthocBrain):
         """Waveforms -> log-spectrogram -> frozen classifier -> decoder mask."""
         batch = batch.to(self.device)
         wavs, _ = batch.signal
-        log_spec, phase = self.modules.features(wavs)
+        log_spec, phase = self.modules.features(wavs, with_phase=stage == sb.Stage.TEST)
         with torch.no_grad():
             scores, stages = self._scores(log_spec, with_stages=True)
         logits = self.modules.decoder(stages, tuple(log_spec.shape[1:]))

@@ -125,7 +125,7 @@ def ood_rows(
         for start in progress(starts, desc=condition) if progress else starts:
             batch = condition_wave[start : start + batch_size].to(model.device)
             batch_targets = targets[start : start + batch_size]
-            log_spec, _ = model.features(batch)
+            log_spec, _ = model.features(batch, with_phase=False)
             scores, by_design_map = model.scores_and_map(log_spec)
             masks = {"by_design": quantile_mask(by_design_map, q)}
             for name in baselines:

@@ -51,7 +51,7 @@ class PIQBrain(PosthocBrain):
         """Waveforms -> log-spectrogram -> frozen classifier -> interpreter mask."""
         batch = batch.to(self.device)
         wavs, _ = batch.signal
-        log_spec, phase = self.modules.features(wavs)
+        log_spec, phase = self.modules.features(wavs, with_phase=stage == sb.Stage.TEST)
         with torch.no_grad():
             scores, representation = self._classifier_outputs(log_spec)
             grid = representation_grid(representation, self.kind)

@@ -41,7 +41,7 @@ def _sources(pair, specs, features, device):
     else:
         clips = [load_clip(item["path"]) for item in pair]
         wave = clips[0] + clips[1]
-        log_specs = features(torch.stack(clips).to(device))[0].cpu()
+        log_specs = features(torch.stack(clips).to(device), with_phase=False)[0].cpu()
         regions = list(energy_regions(log_specs[0], log_specs[1]))
     peak = wave.abs().max()
     return (wave / peak if peak > 0 else wave), regions
@@ -72,7 +72,7 @@ def localisation_rows(
     rows = []
     for pair in mixture_pairs(items, n_mixtures):
         wave, regions = _sources(pair, specs, model.features, model.device)
-        log_spec, _ = model.features(wave.unsqueeze(0).to(model.device))
+        log_spec, _ = model.features(wave.unsqueeze(0).to(model.device), with_phase=False)
         scores, by_design_map = model.scores_and_map(log_spec)
         classes = [model.class_names.index(item["class_name"]) for item in pair]
         scored = int(scores[0, classes[1]] > scores[0, classes[0]])
@@ -142,7 +142,7 @@ def sanity_rows(
     dataset = run_split_dataset(run_folder, "test", data_folder)
     with dataset.output_keys_as(["signal"]):
         waves = [item["signal"] for _, item in zip(range(n_clips), dataset, strict=False)]
-    log_spec, _ = model.features(torch.stack(waves).to(model.device))
+    log_spec, _ = model.features(torch.stack(waves).to(model.device), with_phase=False)
     trained = _maps(model, log_spec, methods)
     rows = []
     for level in LEVELS:
@@ -188,7 +188,7 @@ def deletion_rows(
     sums = {method: None for method in methods}
     for start in range(0, len(waves), batch_size):
         log_spec, _ = model.features(
-            torch.stack(waves[start : start + batch_size]).to(model.device)
+            torch.stack(waves[start : start + batch_size]).to(model.device), with_phase=False
         )
         _, by_design_map = model.scores_and_map(log_spec)
         maps = {"by_design": by_design_map}
