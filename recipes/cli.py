@@ -24,6 +24,7 @@ import sys
 
 import ruamel.yaml
 import speechbrain as sb
+import torch
 import yaml
 from hyperpyyaml import load_hyperpyyaml, resolve_references
 
@@ -84,6 +85,9 @@ def load_hparams(argv: list[str] | None = None) -> tuple[dict, dict, str, dict]:
     )
     _keep_entry_script(hparams["output_folder"])
     run_opts = evaluate_in_training_precision(run_opts, hparams)
+    warning = slow_bf16_warning(run_opts, hparams)
+    if warning:
+        logger.warning(warning)
     return hparams, run_opts, hparams_file, overrides
 
 
@@ -113,6 +117,54 @@ def evaluate_in_training_precision(run_opts, hparams: dict):
     logger.info("Evaluating in the training precision (%s); --eval_precision overrides", precision)
     return dataclasses.replace(
         run_opts, eval_precision=precision, overridden_args={*overridden, "eval_precision"}
+    )
+
+
+def cpu_has_native_bf16() -> bool | None:
+    """Whether this CPU has bf16 instructions (AVX512-BF16 or AMX); None if torch cannot tell."""
+    checks = [getattr(torch.cpu, name, None) for name in BF16_CPU_CHECKS]
+    checks = [check for check in checks if check is not None]
+    if not checks:
+        return None
+    return any(check() for check in checks)
+
+
+BF16_CPU_CHECKS = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+
+
+def slow_bf16_warning(run_opts, hparams: dict, native=cpu_has_native_bf16) -> str | None:
+    """The warning for bf16 autocast on a CPU without bf16 instructions, else None.
+
+    On such a CPU bf16 is emulated and may run slower than fp32; the recipes that default to bf16
+    (``hparams/esc10_focalnet.yaml``) were measured on a CPU with AVX512-BF16.
+
+    Example
+    -------
+    >>> from speechbrain.utils.run_opts import RunOptions
+    >>> opts = RunOptions.from_dictionary({"device": "cpu"})
+    >>> print(slow_bf16_warning(opts, {"precision": "bf16"}, native=lambda: False))
+    precision bf16 on a CPU without bf16 instructions (AVX512-BF16 or AMX): autocast may run slower than fp32 here; give --precision=fp32 (benchmarks/profile_training.py measures both)
+    >>> slow_bf16_warning(opts, {"precision": "bf16"}, native=lambda: True) is None
+    True
+    >>> slow_bf16_warning(opts, {"precision": "fp32"}, native=lambda: False) is None
+    True
+    """  # noqa: E501
+    overridden = run_opts.overridden_args
+    device = run_opts.device if "device" in overridden else hparams.get("device")
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if not str(device).startswith("cpu"):
+        return None
+    precisions = {
+        run_opts[key] if key in overridden else hparams.get(key, "fp32")
+        for key in ("precision", "eval_precision")
+    }
+    if "bf16" not in precisions or native() is not False:
+        return None
+    return (
+        "precision bf16 on a CPU without bf16 instructions (AVX512-BF16 or AMX): autocast may "
+        "run slower than fp32 here; give --precision=fp32 (benchmarks/profile_training.py "
+        "measures both)"
     )
 
 

@@ -99,3 +99,27 @@ def test_test_only_without_a_checkpoint_is_refused(tiny_data, tmp_path):
     args = tiny_args("focalnet", "focalnet", tiny_data, out, "--pretrained=False", "--test_only")
     refused(run_script("train_classifier.py", args), "--test_only", "holds no checkpoint")
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "argv, hparams, warned",
+    [
+        (["--precision=bf16", "--device=cpu"], {}, True),
+        (["--device=cpu"], {"precision": "bf16"}, True),  # the YAML's (esc10_focalnet.yaml)
+        (["--device=cpu", "--precision=fp32"], {"precision": "bf16"}, False),  # command line wins
+        (["--device=cpu", "--eval_precision=bf16"], {}, True),
+        (["--device=cuda:0", "--precision=bf16"], {}, False),
+        (["--device=cpu"], {}, False),
+    ],
+)
+def test_bf16_on_a_cpu_without_bf16_instructions_is_warned_about(argv, hparams, warned):
+    import speechbrain as sb
+
+    from recipes.cli import slow_bf16_warning
+
+    _, run_opts, _ = sb.parse_arguments(["hparams/focalnet.yaml", *argv])
+    warning = slow_bf16_warning(run_opts, hparams, native=lambda: False)
+    assert (warning is not None) == warned
+    if warned:
+        assert "--precision=fp32" in warning
+    assert slow_bf16_warning(run_opts, hparams, native=lambda: True) is None
