@@ -25,7 +25,8 @@ Any option of the recipe can be given (``--precision=bf16``, ``--num_workers=2``
 ``--compare_formats`` then times training steps (image, forward, loss, backward, AdamW step) of
 copies of the run's trained model on one training batch in four forms: fp32, channels_last
 (NHWC memory layout of images and convolution weights), bf16 autocast, and both; from
-interleaved repeats (``--pairs`` rounds, each in alternating order, after two warm-up rounds),
+interleaved repeats (``--pairs`` rounds, 30 by default, each in alternating order, after two
+warm-up rounds),
 median seconds per step and clips/s.
 """
 
@@ -200,6 +201,7 @@ def summarise(brain) -> dict:
     result = {
         "torch_threads": torch.get_num_threads(),
         "device": str(brain.device),
+        "train_phases": list(TRAIN_PHASES),  # they add up to the training stage
         "epochs": epochs,
         "steady": median,
         "train_clips_per_s": median["train_clips"] / median["train_stage"],
@@ -238,7 +240,7 @@ FORMATS = {
 }
 
 
-def compare_formats(brain, dataset, pairs: int = 6) -> dict:
+def compare_formats(brain, dataset, pairs: int = 30) -> dict:
     """Seconds per training step of the run's model in each of ``FORMATS`` (see the docstring)."""
     device = torch.device(brain.device)
     loader = sb.dataio.dataloader.make_dataloader(dataset, batch_size=16, shuffle=False)
@@ -319,7 +321,7 @@ def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     json_path = _pop_option(argv, "--json")
     formats = _pop_option(argv, "--compare_formats", flag=True)
-    pairs = int(_pop_option(argv, "--pairs") or 6)
+    pairs = int(_pop_option(argv, "--pairs") or 30)
     with tempfile.TemporaryDirectory() as tmp:
         if not any(arg.startswith("--output_folder") for arg in argv):
             argv.append(f"--output_folder={tmp}/run")
