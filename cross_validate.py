@@ -25,8 +25,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from interpreters.outputs import save_cv_png, write_csv_rows, written_together
 from recipes.crossval import ESC50_FOLDS, METRICS, aggregate, fold_split
+from recipes.outputs import save_cv_png, write_csv_rows, written_together
+from recipes.report import method_label
 
 REPO = Path(__file__).resolve().parent
 
@@ -110,7 +111,7 @@ def main(argv=None):
                     {
                         "fold": test_fold,
                         "seed": seed,
-                        "method": metrics["method"],
+                        "method": method_label({**metrics, "quantile": None}),
                         **{key: metrics[key] for key in METRICS},
                         "run": str(folder),
                     }

@@ -2,31 +2,31 @@
 """Deletion and insertion curves of each method's ranking of the time-frequency cells.
 
     python deletion_insertion.py --model_folder=results/focalnet-esc50/1234 \
-        --baselines random energy saliency --piq_folder=results/piq-focalnet-esc50/1234
+        --methods by_design random energy saliency gradcam piq \
+        --runs results/piq-focalnet-esc50/1234
 
 For the first --n_clips test clips, the predicted class's probability as the top-ranked share of
 the cells is removed (deletion; lower area is better) or restored into an empty spectrogram
-(insertion; higher area is better), in --steps steps. Writes deletion_insertion_curves.csv,
-deletion_insertion_auc.csv and deletion_insertion.png under --output_folder (default
-<model_folder>/deletion_insertion).
+(insertion; higher area is better), in --steps steps. Each method ranks the cells by its map
+(soft methods: by their mask). --methods / --runs as in every study (recipes/method_args.py).
+Writes deletion_insertion_curves.csv, deletion_insertion_auc.csv and deletion_insertion.png under
+--output_folder (default <model_folder>/deletion_insertion).
 """
 
 import argparse
 import sys
 from pathlib import Path
 
-from interpreters.baselines import BASELINES
-from interpreters.outputs import save_deletion_png, write_csv_rows, written_together
-from recipes.inference import AudioInterpreter, load_piq_of
-from recipes.runs import RunFolderError
+from recipes.cli import run_main
+from recipes.method_args import add_method_arguments, load_methods
+from recipes.outputs import save_deletion_png, write_csv_rows, written_together
 from recipes.studies import deletion_rows
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model_folder", required=True, help="a train_classifier.py run")
-    parser.add_argument("--piq_folder", default=None, help="a train_piq.py run on that classifier")
-    parser.add_argument("--baselines", nargs="*", choices=BASELINES, default=[])
+    parser.add_argument("--model_folder", required=True, help="a classifier run")
+    add_method_arguments(parser)
     parser.add_argument("--n_clips", type=int, default=32)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--data_folder", default=None, help="default: the one in model.json")
@@ -35,22 +35,10 @@ def main(argv=None):
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     if args.steps < 1 or args.n_clips < 1:
         parser.error("--steps and --n_clips must be >= 1")
-    try:
-        model = AudioInterpreter.from_run(args.model_folder, method="by_design", device=args.device)
-        piq = None
-        if args.piq_folder:
-            piq = load_piq_of(args.model_folder, args.piq_folder, args.device)
-        curves, areas = deletion_rows(
-            model,
-            args.model_folder,
-            args.n_clips,
-            args.steps,
-            args.baselines,
-            piq,
-            args.data_folder,
-        )
-    except RunFolderError as error:
-        sys.exit(f"deletion_insertion.py: {error}")
+    model, trained, methods = load_methods(args)
+    curves, areas = deletion_rows(
+        model, args.model_folder, args.n_clips, args.steps, methods, trained, args.data_folder
+    )
     output = Path(args.output_folder or f"{args.model_folder}/deletion_insertion")
     with written_together(output) as staging:
         write_csv_rows(curves, staging / "deletion_insertion_curves.csv")
@@ -68,4 +56,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main, sys.argv[1:])

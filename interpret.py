@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
-"""Interpret any audio file with a trained model: top-5 classes, a PNG, a WAV and a JSON.
+"""Interpret any audio file with a trained model: top-5 classes, a PNG, a WAV and a JSON per method.
 
     python interpret.py --model_folder=results/focalnet-esc50/1234 --audio=dog.wav
-    python interpret.py --model_folder=results/piq-focalnet-esc50/1234 --audio=a.flac b.ogg \
-        --method=piq --output_folder=interpretations/
+    python interpret.py --model_folder=results/focalnet-esc50/1234 --audio=a.flac b.ogg \
+        --methods by_design gradcam piq --runs results/piq-focalnet-esc50/1234 \
+        --output_folder=interpretations/
 
 --model_folder is the output folder of a train_classifier.py, train_piq.py or train_lmac.py run,
 or a folder with the checkpoints SpeechBrain released for the paper (embedding_model.ckpt,
-classifier.ckpt, label_encoder.txt). Outputs go next to each other, under --output_folder (default:
+classifier.ckpt, label_encoder.txt). --methods / --runs as in every study (recipes/method_args.py).
+Outputs (<file>_<method>.png/.wav/.json) go under --output_folder (default:
 <model_folder>/interpret/), with report.html: every file interpreted there, its top classes, the
 picture and players for the original and the interpretation.
 """
@@ -18,28 +20,25 @@ import sys
 import yaml
 
 from data_prep.audio import AudioReadError
-from interpreters.report_page import refresh_run_page, write_report_page
-from recipes.inference import METHOD_ALIASES, METHODS, AudioInterpreter
-from recipes.runs import RunFolderError
+from recipes.backbones import BACKBONES
+from recipes.cli import run_main
+from recipes.inference import AudioInterpreter
+from recipes.method_args import add_method_arguments, load_methods
+from recipes.outputs import write_file_interpretation
+from recipes.report_page import refresh_run_page, write_report_page
 
 
 def parse_arguments(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model_folder", required=True, help="run folder or released model")
     parser.add_argument("--audio", required=True, nargs="+", help="audio file(s) to interpret")
-    parser.add_argument("--quantile", type=float, default=None, help="q (by-design masks)")
-    parser.add_argument(
-        "--method",
-        choices=(*METHODS, *METHOD_ALIASES),
-        default=None,
-        help="by_design (FocalNet modulation map / ViT attention at q; 'focal' is its old name), "
-        "piq or lmac (a train_piq.py / train_lmac.py run)",
-    )
+    parser.add_argument("--quantile", type=float, default=None, help="q (same-area masks)")
+    add_method_arguments(parser)
     parser.add_argument("--output_folder", default=None, help="default: <model_folder>/interpret")
     parser.add_argument("--device", default="cpu")
     parser.add_argument(
         "--backbone",
-        choices=("focalnet", "vit"),
+        choices=list(BACKBONES),
         default=None,
         help="released models only: default read from the checkpoint",
     )
@@ -73,32 +72,27 @@ def parse_arguments(argv):
 
 def main(argv=None):
     args = parse_arguments(sys.argv[1:] if argv is None else argv)
-    try:
-        model = AudioInterpreter.from_folder(
-            args.model_folder,
-            method=args.method,
-            quantile=args.quantile,
-            device=args.device,
-            backbone=args.backbone,
-            backbone_config=args.backbone_config,
-            data_folder=args.data_folder,
-            image_antialias=args.image_antialias,
-        )
-    except RunFolderError as error:
-        sys.exit(f"interpret.py: {error}")
+    model, trained, methods = load_methods(
+        args,
+        backbone=args.backbone,
+        backbone_config=args.backbone_config,
+        data_folder=args.data_folder,
+        image_antialias=args.image_antialias,
+    )
+    interpreters = [AudioInterpreter(model, method, trained) for method in methods]
     output_folder = args.output_folder or f"{args.model_folder}/interpret"
     failed = 0
     for path in args.audio:
         try:
-            summary = model.interpret_file(path, output_folder, quantile=args.quantile)
+            for interpreter in interpreters:
+                summary = write_file_interpretation(interpreter, path, output_folder)
+                print(f"{path} ({summary['duration_s']:.2f} s, {interpreter.method}):")
+                for row in summary["top"]:
+                    print(f"  {row['probability']:6.3f}  {row['class']}")
+                print(f"  -> {', '.join(summary['outputs'].values())}")
         except AudioReadError as error:
             print(f"interpret.py: {error}", file=sys.stderr)
             failed += 1
-            continue
-        print(f"{path} ({summary['duration_s']:.2f} s, {model.method}):")
-        for row in summary["top"]:
-            print(f"  {row['probability']:6.3f}  {row['class']}")
-        print(f"  -> {', '.join(summary['outputs'].values())}")
     if failed < len(args.audio):
         print(f"  page: {write_report_page(output_folder)}")
         refresh_run_page(output_folder)
@@ -107,4 +101,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main, sys.argv[1:])

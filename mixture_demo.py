@@ -3,25 +3,28 @@
 
     python mixture_demo.py --model_folder=results/focalnet-esc50/1234
     python mixture_demo.py --model_folder=RUN --classes church_bells water_drops --mode concat
-    python mixture_demo.py --model_folder=RUN --files a.wav b.flac
+    python mixture_demo.py --model_folder=RUN --files a.wav b.flac --methods by_design gradcam
 
 Sources: two files, or two class names whose first clips in the run's test fold are used
 (default: church_bells + water_drops when the run has them, else its first two classes).
 --mode spectral (paper: source 1 dominates the lower half of the spectrum, source 2 the upper)
-or concat (authors' code: one after the other). Writes a 4-panel PNG (source 1, source 2,
-mixture, interpretation), the four WAVs and a JSON under --output_folder
-(default <model_folder>/mixtures), with report.html (the four sources' and the interpretation's
-players next to the picture).
+or concat (authors' code: one after the other). For each method (--methods / --runs as in every
+study), writes a 4-panel PNG (source 1, source 2, mixture, interpretation), the four WAVs and a
+JSON under --output_folder (default <model_folder>/mixtures), with report.html (the four sources'
+and the interpretation's players next to the picture).
 """
 
 import argparse
 import sys
 
-from data_prep.audio import AudioReadError, load_clip
+from data_prep.audio import load_clip
 from data_prep.mixing import MODES
-from interpreters.report_page import refresh_run_page, write_report_page
-from recipes.inference import METHOD_ALIASES, METHODS, AudioInterpreter
-from recipes.runs import RunFolderError, first_test_clips
+from recipes.cli import run_main
+from recipes.inference import AudioInterpreter
+from recipes.method_args import add_method_arguments, load_methods
+from recipes.outputs import write_mixture_interpretation
+from recipes.report_page import refresh_run_page, write_report_page
+from recipes.runs import first_test_clips
 
 DEFAULT_CLASSES = ("church_bells", "water_drops")
 
@@ -33,7 +36,7 @@ def parse_arguments(argv):
     sources.add_argument("--files", nargs=2, metavar="FILE", help="two audio files")
     sources.add_argument("--classes", nargs=2, metavar="CLASS", help="two classes of the test fold")
     parser.add_argument("--mode", choices=MODES, default="spectral")
-    parser.add_argument("--method", choices=(*METHODS, *METHOD_ALIASES), default=None)
+    add_method_arguments(parser)
     parser.add_argument("--quantile", type=float, default=None)
     parser.add_argument("--data_folder", default=None, help="default: the one in model.json")
     parser.add_argument("--output_folder", default=None)
@@ -43,38 +46,32 @@ def parse_arguments(argv):
 
 def main(argv=None):
     args = parse_arguments(sys.argv[1:] if argv is None else argv)
-    try:
-        model = AudioInterpreter.from_run(
-            args.model_folder, method=args.method, quantile=args.quantile, device=args.device
+    model, trained, methods = load_methods(args)
+    if args.files:
+        paths = args.files
+        names = [path.rsplit("/", 1)[-1].rsplit(".", 1)[0] for path in args.files]
+    else:
+        paths, names = first_test_clips(
+            args.model_folder, args.classes, DEFAULT_CLASSES, args.data_folder
         )
-        if args.files:
-            paths, names = (
-                args.files,
-                [path.rsplit("/", 1)[-1].rsplit(".", 1)[0] for path in args.files],
-            )
-        else:
-            paths, names = first_test_clips(
-                args.model_folder, args.classes, DEFAULT_CLASSES, args.data_folder
-            )
-        sources = [load_clip(path) for path in paths]
-        summary = model.interpret_mixture(
+    sources = [load_clip(path) for path in paths]
+    output = args.output_folder or f"{args.model_folder}/mixtures"
+    for method in methods:
+        summary = write_mixture_interpretation(
+            AudioInterpreter(model, method, trained),
             sources[0],
             sources[1],
             names,
-            args.output_folder or f"{args.model_folder}/mixtures",
+            output,
             mode=args.mode,
-            quantile=args.quantile,
         )
-    except (RunFolderError, AudioReadError) as error:
-        sys.exit(f"mixture_demo.py: {error}")
-    print(f"{names[0]} + {names[1]} ({args.mode}), {model.method}:")
-    for row in summary["top"]:
-        print(f"  {row['probability']:6.3f}  {row['class']}")
-    print(f"  -> {summary['outputs']['png']}")
-    output = args.output_folder or f"{args.model_folder}/mixtures"
+        print(f"{names[0]} + {names[1]} ({args.mode}), {method}:")
+        for row in summary["top"]:
+            print(f"  {row['probability']:6.3f}  {row['class']}")
+        print(f"  -> {summary['outputs']['png']}")
     print(f"  page: {write_report_page(output)}")
     refresh_run_page(output)
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main, sys.argv[1:])

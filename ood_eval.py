@@ -2,13 +2,13 @@
 """Every method's metrics in and out of distribution: clean, noisy and overlapped test clips.
 
     python ood_eval.py --model_folder=results/focalnet-esc50/1234 \
-        --baselines random energy saliency \
-        --piq_folder=results/piq-focalnet-esc50/1234 --lmac_folder=results/lmac-focalnet-esc50/1234
+        --methods by_design random energy saliency gradcam piq lmac \
+        --runs results/piq-focalnet-esc50/1234 results/lmac-focalnet-esc50/1234
 
 Each test-fold clip is scored clean and overlapped with white noise or with a clip of another
 class at the --conditions' SNRs (default: clean noise:12 noise:6 noise:0 mix:12 mix:6 mix:0; see
-recipes/ood.py). Methods: the by-design mask and the --baselines at --quantile (default: the
-run's q), and the PIQ / L-MAC runs given, which must be trained on this classifier. Metrics: ACC,
+recipes/ood.py). Methods: --methods / --runs as in every study (recipes/method_args.py);
+same-area masks at --quantile (default: the run's q), soft masks as they are. Metrics: ACC,
 FID-I (Fid-In), FA (FF), FA mask-in, AI, AD, AG, SPS, COMP (interpreters/metrics.py). Writes
 ood.csv (one row per condition and method) and ood.png under --output_folder (default
 <model_folder>/ood).
@@ -21,20 +21,18 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from interpreters.baselines import BASELINES
-from interpreters.outputs import save_ood_png, write_csv_rows, written_together
-from interpreters.report_page import refresh_run_page
-from recipes.inference import AudioInterpreter, load_interpreter_of
+from recipes.cli import run_main
+from recipes.method_args import add_method_arguments, load_methods
 from recipes.ood import DEFAULT_CONDITIONS, ood_rows, parse_condition
+from recipes.outputs import save_ood_png, write_csv_rows, written_together
+from recipes.report_page import refresh_run_page
 from recipes.runs import RunFolderError, run_split_dataset
 
 
 def parse_arguments(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model_folder", required=True, help="a train_classifier.py run")
-    parser.add_argument("--piq_folder", default=None, help="a train_piq.py run on it")
-    parser.add_argument("--lmac_folder", default=None, help="a train_lmac.py run on it")
-    parser.add_argument("--baselines", nargs="*", choices=BASELINES, default=[])
+    parser.add_argument("--model_folder", required=True, help="a classifier run")
+    add_method_arguments(parser)
     parser.add_argument("--conditions", nargs="+", default=list(DEFAULT_CONDITIONS))
     parser.add_argument("--quantile", type=float, default=None, help="default: the run's q")
     parser.add_argument("--n_clips", type=int, default=None, help="default: the whole test fold")
@@ -56,35 +54,26 @@ def parse_arguments(argv):
 
 def main(argv=None):
     args = parse_arguments(sys.argv[1:] if argv is None else argv)
-    try:
-        model = AudioInterpreter.from_run(args.model_folder, method="by_design", device=args.device)
-        interpreters = {}
-        for method, folder in (("piq", args.piq_folder), ("lmac", args.lmac_folder)):
-            if folder:
-                interpreters[method] = load_interpreter_of(
-                    args.model_folder, folder, method, args.device
-                )
-        dataset = run_split_dataset(args.model_folder, "test", args.data_folder)
-        with dataset.output_keys_as(["signal", "label"]):
-            items = list(dataset)[: args.n_clips]
-        if not items:
-            sys.exit(f"ood_eval.py: the test fold of {args.model_folder} has no clips")
-        waves = torch.stack([item["signal"] for item in items])
-        labels = [int(item["label"]) for item in items]
-        rows = ood_rows(
-            model,
-            waves,
-            labels,
-            args.conditions,
-            args.quantile,
-            args.baselines,
-            interpreters,
-            args.batch_size,
-            args.seed,
-            progress=tqdm,
-        )
-    except (RunFolderError, ValueError) as error:
-        sys.exit(f"ood_eval.py: {error}")
+    model, trained, methods = load_methods(args)
+    dataset = run_split_dataset(args.model_folder, "test", args.data_folder)
+    with dataset.output_keys_as(["signal", "label"]):
+        items = list(dataset)[: args.n_clips]
+    if not items:
+        raise RunFolderError(f"the test fold of {args.model_folder} has no clips")
+    waves = torch.stack([item["signal"] for item in items])
+    labels = [int(item["label"]) for item in items]
+    rows = ood_rows(
+        model,
+        waves,
+        labels,
+        args.conditions,
+        args.quantile,
+        methods,
+        trained,
+        args.batch_size,
+        args.seed,
+        progress=tqdm,
+    )
     output = Path(args.output_folder or f"{args.model_folder}/ood")
     with written_together(output) as staging:
         write_csv_rows(rows, staging / "ood.csv")
@@ -102,4 +91,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main, sys.argv[1:])

@@ -17,7 +17,6 @@ output folder), e.g. for runs made before pages existed, and prints their paths.
 import argparse
 import sys
 
-from interpreters.report_page import write_report_page
 from recipes.report import (
     baseline_rows,
     markdown_table,
@@ -25,6 +24,7 @@ from recipes.report import (
     table_rows,
     write_table,
 )
+from recipes.report_page import write_report_page
 
 
 def main(argv=None):

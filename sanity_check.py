@@ -1,47 +1,38 @@
 #!/usr/bin/env python3
 """Randomisation sanity check (Adebayo et al., 2018): do the maps depend on the trained weights?
 
-    python sanity_check.py --model_folder=results/focalnet-esc50/1234 [--n_clips 16]
+    python sanity_check.py --model_folder=results/focalnet-esc50/1234 \
+        --methods by_design saliency energy gradcam [--runs PIQ_RUN] [--n_clips 16]
 
 Compares, clip by clip (Spearman rank correlation), each method's map on the trained model with
 its map on copies whose cosine head (`head`), or head and last backbone stage (`last_stage`),
 are re-initialised; `none` (the same weights) is the reference and must give 1. A method whose
 mean correlation stays above 0.9 after randomisation is flagged: its maps barely change.
-Writes sanity_check.csv and sanity_check.png under --output_folder (default
-<model_folder>/sanity_check).
+--methods / --runs as in every study (recipes/method_args.py). Writes sanity_check.csv and
+sanity_check.png under --output_folder (default <model_folder>/sanity_check).
 """
 
 import argparse
 import sys
 from pathlib import Path
 
-from interpreters.outputs import save_sanity_png, write_csv_rows, written_together
-from recipes.inference import METHOD_ALIASES, AudioInterpreter
-from recipes.runs import RunFolderError
-from recipes.studies import SANITY_METHODS, sanity_rows
+from recipes.cli import run_main
+from recipes.method_args import add_method_arguments, load_methods
+from recipes.outputs import save_sanity_png, write_csv_rows, written_together
+from recipes.studies import sanity_rows
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model_folder", required=True, help="a train_classifier.py run")
-    parser.add_argument(
-        "--methods",
-        nargs="+",
-        choices=(*SANITY_METHODS, *METHOD_ALIASES),
-        default=SANITY_METHODS,
-        help="by_design ('focal' is its old name), saliency, energy",
-    )
+    parser.add_argument("--model_folder", required=True, help="a classifier run")
+    add_method_arguments(parser)
     parser.add_argument("--n_clips", type=int, default=16)
     parser.add_argument("--data_folder", default=None, help="default: the one in model.json")
     parser.add_argument("--output_folder", default=None)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    args.methods = list(dict.fromkeys(METHOD_ALIASES.get(name, name) for name in args.methods))
-    try:
-        model = AudioInterpreter.from_run(args.model_folder, method="by_design", device=args.device)
-        rows = sanity_rows(model, args.model_folder, args.n_clips, args.methods, args.data_folder)
-    except RunFolderError as error:
-        sys.exit(f"sanity_check.py: {error}")
+    model, trained, methods = load_methods(args)
+    rows = sanity_rows(model, args.model_folder, args.n_clips, methods, trained, args.data_folder)
     output = Path(args.output_folder or f"{args.model_folder}/sanity_check")
     with written_together(output) as staging:
         write_csv_rows(rows, staging / "sanity_check.csv")
@@ -56,4 +47,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main, sys.argv[1:])

@@ -23,7 +23,6 @@ def main(argv=None):
     return train_posthoc(
         argv,
         LMACBrain,
-        "train_lmac.py",
         "L-MAC keeps the checkpoint with the lowest validation loss",
     )
 

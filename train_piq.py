@@ -19,9 +19,7 @@ from recipes.posthoc import train_posthoc
 
 
 def main(argv=None):
-    return train_posthoc(
-        argv, PIQBrain, "train_piq.py", "PIQ keeps the checkpoint with the best validation FID-I"
-    )
+    return train_posthoc(argv, PIQBrain, "PIQ keeps the checkpoint with the best validation FID-I")
 
 
 if __name__ == "__main__":

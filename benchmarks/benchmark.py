@@ -51,8 +51,8 @@ from speechbrain.utils.train_logger import FileTrainLogger
 
 from data_prep.audio import ResampleCache, load_clip
 from data_prep.synthetic import generate_synthetic_esc50
-from interpreters.maps import MAP_FUNCTIONS, quantile_mask, upsample_map
-from interpreters.piq import PIQInterpreter, piq_loss, representation_grid, target_mask
+from interpreters.maps import quantile_mask, upsample_map
+from interpreters.piq import PIQInterpreter, piq_grid, piq_loss, target_mask
 from recipes.classifier import ClassifierBrain
 from recipes.features import LogSpectrogram, to_image
 from recipes.models import TINY_FOCALNET, build_embedder, build_head
@@ -182,8 +182,7 @@ def bench_backbone(kind, features, device, train_steps, repeats):
     def interpretation():
         out = embedder(image, with_map=True)
         head(out["embedding"].unsqueeze(1))
-        by_design = MAP_FUNCTIONS[kind](out["raw_map"])
-        return quantile_mask(upsample_map(by_design, log_spec.shape[1:]), 0.9)
+        return quantile_mask(upsample_map(out["by_design_map"], log_spec.shape[1:]), 0.9)
 
     ratio, spread, plain_s = paired_ratio(interpretation, make_plain(embedder), device, repeats)
     figures = {
@@ -266,7 +265,7 @@ def bench_piq(features, device, batch):
         with torch.no_grad():
             out = embedder(to_image(log_spec))
             scores = head(out["embedding"].unsqueeze(1)).squeeze(1)
-            grid = representation_grid(out["representation"], "focalnet")
+            grid = piq_grid(out["grid"])
         result = interpreter(grid, scores.argmax(dim=1))
         piq_loss(result, target_mask(log_spec))["total"].backward()
         optimizer.step()

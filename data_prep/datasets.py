@@ -15,7 +15,7 @@ from pathlib import Path
 
 from speechbrain.utils.distributed import run_on_main
 
-from data_prep.audio import make_datasets
+from data_prep.audio import SAMPLE_RATE, make_datasets
 from data_prep.esc50 import (
     SUBSETS,
     ESC50Error,
@@ -110,7 +110,7 @@ def prepare_datasets(
     n_classes: int | None,
     url: str,
     download: bool = True,
-    sample_rate: int = 16000,
+    sample_rate: int = SAMPLE_RATE,
     duration: float = 5.0,
     cache_folder=None,
     make_synthetic: bool = False,

@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import torch
 
+from data_prep.audio import SAMPLE_RATE
+
 MODES = ("spectral", "concat")
 
 
@@ -40,7 +42,7 @@ def _band_weighted(signal: torch.Tensor, sample_rate: int, keep_low: bool, split
 def mix_sources(
     source_1: torch.Tensor,
     source_2: torch.Tensor,
-    sample_rate: int = 16000,
+    sample_rate: int = SAMPLE_RATE,
     mode: str = "spectral",
     attenuation_db: float = 20.0,
 ):

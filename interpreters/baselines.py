@@ -7,13 +7,14 @@ A FID-I means little until it is compared with trivial masks of the same area:
 - ``saliency``: |d s_c / d log_spec|, the gradient of the predicted class's cosine score with
   respect to the input (Simonyan et al., 2014), computed with autograd on the same classifier.
 
-Each returns a map [B, T, F] that ``interpreters.maps.quantile_mask`` thresholds.
+Each returns a map [B, T, F] that ``interpreters.maps.quantile_mask`` thresholds; their entries in
+the method registry (``interpreters.methods``) call them.
 
 Example
 -------
 >>> from interpreters.maps import quantile_mask
 >>> log_spec = torch.tensor([[[0.0, 3.0], [1.0, 2.0]]])
->>> quantile_mask(baseline_map("energy", None, log_spec), 0.5)
+>>> quantile_mask(energy_map(log_spec), 0.5)
 tensor([[[0., 1.],
          [0., 1.]]])
 """
@@ -23,8 +24,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-
-BASELINES = ("random", "energy", "saliency")
 
 
 def random_map(log_spec: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -49,14 +48,3 @@ def saliency_map(cosine_scores: Callable, log_spec: torch.Tensor) -> torch.Tenso
         predicted = scores.argmax(dim=1, keepdim=True)
         scores.gather(1, predicted).sum().backward()
     return x.grad.detach().abs()
-
-
-def baseline_map(name, cosine_scores, log_spec, generator=None) -> torch.Tensor:
-    """The map of baseline ``name`` (one of ``BASELINES``)."""
-    if name == "random":
-        return random_map(log_spec, generator)
-    if name == "energy":
-        return energy_map(log_spec)
-    if name == "saliency":
-        return saliency_map(cosine_scores, log_spec)
-    raise ValueError(f"baseline must be one of {BASELINES}, got {name!r}")

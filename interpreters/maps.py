@@ -70,8 +70,9 @@ def attention_map(attentions: torch.Tensor | Sequence[torch.Tensor]) -> torch.Te
     attentions : torch.Tensor or sequence of torch.Tensor
         The last layer's attention probabilities [batch, heads, 1 + N, 1 + N] (token 0 is CLS,
         tokens 1..N are the patches in row-major order), or only their CLS row
-        [batch, heads, 1, 1 + N] (what ``ViTEmbedder`` computes). A sequence (e.g. Hugging Face's
-        ``output_attentions`` tuple, one tensor per layer) is accepted and its last element used.
+        [batch, heads, 1, 1 + N] (what ``recipes.backbones.ViT`` computes). A sequence (e.g.
+        Hugging Face's ``output_attentions`` tuple, one tensor per layer) is accepted and its last
+        element used.
 
     Returns
     -------
@@ -266,6 +267,3 @@ def _top_cells(values: torch.Tensor, n_kept: int) -> torch.Tensor:
     ties = values == threshold
     wanted = n_kept - above.sum(dim=1, keepdim=True)  # how many tied cells to keep
     return above | (ties & (ties.cumsum(dim=1) <= wanted))
-
-
-MAP_FUNCTIONS = {"focalnet": modulation_map, "vit": attention_map}

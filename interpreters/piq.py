@@ -37,33 +37,23 @@ from torch import nn
 GRID = 14  # spatial size of the representation the interpreter reads
 
 
-def representation_grid(representation: torch.Tensor, kind: str, size: int = GRID) -> torch.Tensor:
-    """A classifier's representation as the interpreter's input grid [B, D, size, size].
+def piq_grid(grid: torch.Tensor, size: int = GRID) -> torch.Tensor:
+    """A backbone's feature grid [B, D, h, w] as the interpreter's input [B, D, size, size].
 
-    FocalNet's last-stage map [B, D, 7, 7] is resized bilinearly; ViT's last hidden state
-    [B, 1 + N, D] loses its CLS token and its N = size * size patch tokens are laid out on the
-    patch grid (row-major, as ViT's patch embedding reads the image).
+    FocalNet's 7 x 7 last-stage map is resized bilinearly; ViT's patch grid is already 14 x 14
+    and passes unchanged.
 
     Example
     -------
-    >>> representation_grid(torch.randn(2, 64, 7, 7), "focalnet").shape
+    >>> piq_grid(torch.randn(2, 64, 7, 7)).shape
     torch.Size([2, 64, 14, 14])
-    >>> representation_grid(torch.randn(2, 197, 32), "vit").shape
-    torch.Size([2, 32, 14, 14])
+    >>> grid = torch.randn(2, 32, 14, 14)
+    >>> torch.equal(piq_grid(grid), grid)
+    True
     """
-    if kind == "focalnet":
-        return F.interpolate(
-            representation, size=(size, size), mode="bilinear", align_corners=False
-        )
-    if kind == "vit":
-        patches = representation[:, 1:]
-        if patches.shape[1] != size * size:
-            raise ValueError(
-                f"ViT representation has {patches.shape[1]} patch tokens; the interpreter "
-                f"reads a {size}x{size} grid ({size * size} tokens)"
-            )
-        return patches.transpose(1, 2).reshape(patches.shape[0], -1, size, size)
-    raise ValueError(f"kind must be 'focalnet' or 'vit', got {kind!r}")
+    if tuple(grid.shape[-2:]) == (size, size):
+        return grid
+    return F.interpolate(grid, size=(size, size), mode="bilinear", align_corners=False)
 
 
 def class_code_ranges(codebook_size: int, n_classes: int) -> list[range]:
@@ -172,6 +162,7 @@ class PIQInterpreter(nn.Module):
         super().__init__()
         self.input_size = input_size
         width = input_size if width is None else width
+        self.width = width
         self.project = nn.Identity() if width == input_size else nn.Conv2d(input_size, width, 1)
         self.adapter = ResidualBlock(width)
         self.down = nn.Conv2d(width, width, 4, 2, 1)

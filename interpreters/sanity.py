@@ -81,28 +81,18 @@ def _reinitialise(module: torch.nn.Module, seed: int) -> None:
                 parameter.zero_()
 
 
-def last_stage(embedding_model) -> torch.nn.Module:
-    """The last stage of a FocalNet / the last layer of a ViT."""
-    backbone = embedding_model.backbone
-    if embedding_model.kind == "focalnet":
-        return backbone.focalnet.encoder.stages[-1]
-    layers = backbone.layers if hasattr(backbone, "layers") else backbone.encoder.layer
-    return layers[-1]  # transformers 5 names the ViT layer list `layers`, 4 `encoder.layer`
-
-
-def randomised_copy(model, level: str, seed: int = 0):
-    """A copy of ``model`` (``recipes.inference.AudioInterpreter``) with weights re-initialised.
+def randomised_copy(classifier, level: str, seed: int = 0):
+    """A copy of ``classifier`` (``recipes.models.AudioClassifier``) with weights re-initialised.
 
     ``none``: the same weights (the check must then give correlation 1); ``head``: the cosine
-    head; ``last_stage``: the head and the last backbone stage (cascade from the top).
+    head; ``last_stage``: the head and the backbone's last stage (``Backbone.last_stage``),
+    cascading from the top.
     """
     if level not in LEVELS:
         raise ValueError(f"level must be one of {LEVELS}, got {level!r}")
-    clone = copy.deepcopy(model)
+    clone = copy.deepcopy(classifier)
     if level in ("head", "last_stage"):
         _reinitialise(clone.classifier, seed)
     if level == "last_stage":
-        _reinitialise(last_stage(clone.embedding_model), seed + 1)
-    clone.embedding_model.eval()
-    clone.classifier.eval()
-    return clone
+        _reinitialise(clone.backbone.last_stage(), seed + 1)
+    return clone.eval()

@@ -27,6 +27,10 @@ import math
 import torch
 import torch.nn.functional as F
 
+# The additive-margin softmax scale of training: inference shows softmax(SCORE_SCALE * cosines)
+# (a run's model.json records its own ``score_scale``).
+SCORE_SCALE = 30.0
+
 
 class RandomRoll(torch.nn.Module):
     """Shifts each waveform of a batch in time by its own random number of samples, circularly.
@@ -159,7 +163,9 @@ class AdditiveMarginSoftmax(torch.nn.Module):
     0.6931
     """
 
-    def __init__(self, margin: float = 0.2, scale: float = 30.0, label_smoothing: float = 0.0):
+    def __init__(
+        self, margin: float = 0.2, scale: float = SCORE_SCALE, label_smoothing: float = 0.0
+    ):
         super().__init__()
         self.margin, self.scale, self.label_smoothing = margin, scale, label_smoothing
 

@@ -8,7 +8,7 @@ upsampled and thresholded at quantile q) and ACC, FID-I, FA and FA_mask_in with
 interpretation and of the masked-out input.
 
 Modules it expects (``modules`` in the YAML): ``features`` (``recipes.features.LogSpectrogram``),
-``embedding_model`` (``recipes.models.FocalNetEmbedder`` / ``ViTEmbedder``) and ``classifier``
+``embedding_model`` (a ``recipes.backbones`` backbone) and ``classifier``
 (``recipes.models.build_head``). Hyperparameters: ``compute_cost``, ``augmentation`` (or null),
 ``lr_annealing``, ``error_stats``, ``quantile``, ``n_interpretations``, ``class_names``,
 ``output_folder``, ``train_logger``, ``epoch_counter``; optional (the from-scratch recipes,
@@ -24,9 +24,10 @@ import logging
 import speechbrain as sb
 import torch
 
-from interpreters.maps import MAP_FUNCTIONS, quantile_mask, upsample_map
+from interpreters.maps import quantile_mask
+from interpreters.methods import MethodBatch, get_method
 from recipes.augment import mixup
-from recipes.models import count_parameters
+from recipes.models import AudioClassifier, count_parameters
 from recipes.runs import model_card, write_model_card
 from recipes.training import InterpretationScoring
 
@@ -36,11 +37,16 @@ logger = logging.getLogger(__name__)
 class ClassifierBrain(InterpretationScoring, sb.Brain):
     """Trains and evaluates an interpretable-by-design sound classifier."""
 
+    @property
+    def audio_classifier(self) -> AudioClassifier:
+        """The training modules as the one classifier module (``recipes.models``)."""
+        return AudioClassifier(
+            self.modules.embedding_model, self.modules.classifier, view=self.hparams.embedding_model
+        )
+
     def classify(self, log_spec: torch.Tensor) -> torch.Tensor:
         """Cosine scores [B, n_classes] of log-spectrograms [B, T, F] (the metrics' callable)."""
-        image = self.hparams.embedding_model.image(log_spec)
-        embedding = self.modules.embedding_model(image)["embedding"]
-        return self.modules.classifier(embedding.unsqueeze(1)).squeeze(1)
+        return self.audio_classifier.scores(log_spec)
 
     def on_fit_start(self):
         """Writes the run's model card (``model.json``) for ``train_piq.py`` and other tools."""
@@ -70,14 +76,12 @@ class ClassifierBrain(InterpretationScoring, sb.Brain):
             alpha = getattr(self.hparams, "mixup_alpha", 0.0) or 0.0
             if alpha > 0:
                 log_spec, labels_b, lam = mixup(log_spec, batch.label, alpha)
-        image = self.hparams.embedding_model.image(log_spec)
-        out = self.modules.embedding_model(image, with_map=stage == sb.Stage.TEST)
-        scores = self.modules.classifier(out["embedding"].unsqueeze(1))  # [B, 1, n_classes]
+        out = self.audio_classifier(log_spec, with_map=stage == sb.Stage.TEST)
         return {
-            "scores": scores,
+            "scores": out["scores"].unsqueeze(1),  # [B, 1, n_classes], as the loss wants
+            "outputs": out,
             "log_spec": log_spec,
             "phase": phase,
-            "raw_map": out.get("raw_map"),
             "n_samples": wavs.shape[1],
             "labels_b": labels_b,
             "lam": lam,
@@ -100,9 +104,12 @@ class ClassifierBrain(InterpretationScoring, sb.Brain):
     @torch.no_grad()
     def _interpret_batch(self, predictions, batch):
         log_spec = predictions["log_spec"]
-        self.note_dtype("raw_map", predictions["raw_map"])
-        by_design_map = MAP_FUNCTIONS[self.hparams.embedding_model.kind](predictions["raw_map"])
-        mask = quantile_mask(upsample_map(by_design_map, log_spec.shape[1:]), self.quantile)
+        outputs = predictions["outputs"]
+        self.note_dtype("raw_map", outputs["raw_map"])
+        by_design = get_method("by_design").compute(
+            MethodBatch(log_spec, outputs, self.audio_classifier)
+        )
+        mask = quantile_mask(by_design, self.quantile)
         self.score_masks(
             batch,
             log_spec,
@@ -165,9 +172,12 @@ class ClassifierBrain(InterpretationScoring, sb.Brain):
             self._write_test_results(stats)
 
     def _write_test_results(self, stats):
-        kind = self.hparams.embedding_model.kind
         self.write_test_results(
             quantile=self.quantile,
             n_params=count_parameters(self.modules.embedding_model, self.modules.classifier),
-            extra={"test_loss": stats["loss"], "backbone": kind, "method": kind},
+            extra={
+                "test_loss": stats["loss"],
+                "backbone": self.hparams.embedding_model.name,
+                "method": "by_design",
+            },
         )

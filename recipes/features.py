@@ -29,10 +29,12 @@ import torch
 import torch.nn.functional as F
 from speechbrain.processing.features import ISTFT, STFT, spectral_magnitude
 
-SAMPLE_RATE = 16000
+from data_prep.audio import SAMPLE_RATE  # the one source of the sample rate
+
 N_FFT = 1024
 WIN_LENGTH_MS = 23.2199  # 372 samples at 16 kHz (the paper's "23 ms")
 HOP_LENGTH_MS = 11.6099  # 186 samples at 16 kHz (the paper's "11 ms")
+HOP_LENGTH = round(SAMPLE_RATE * HOP_LENGTH_MS / 1000)  # in samples, as SpeechBrain's STFT keeps it
 IMAGE_SIZE = (224, 224)
 # The paper's STFT, as recorded in a run's model.json (``stft``) and read back by inference.
 STFT_DEFAULTS = {"n_fft": N_FFT, "win_length": WIN_LENGTH_MS, "hop_length": HOP_LENGTH_MS}

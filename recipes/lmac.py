@@ -22,7 +22,6 @@ import torch
 
 from interpreters.lmac import lmac_loss
 from recipes.posthoc import PosthocBrain
-from recipes.runs import lmac_model_card
 
 LOSS_TERMS = ("ce_in", "ce_out", "l1")
 
@@ -32,22 +31,7 @@ class LMACBrain(PosthocBrain):
 
     LOSS_TERMS = LOSS_TERMS
     VALID_KEYS = ("acc", "fid_i", "fa", "sps")
-    SELECT_KEY, SELECT_MAX = "loss", False
-    METHOD, INTERPRETER = "lmac", "decoder"
-
-    def model_card(self) -> dict:
-        return lmac_model_card(vars(self.hparams), self.hparams.decoder)
-
-    def _scores(self, log_spec, with_stages=False):
-        image = self.hparams.embedding_model.image(log_spec)
-        out = self.frozen["embedding_model"](image, with_stages=with_stages)
-        scores = self.frozen["classifier"](out["embedding"].unsqueeze(1)).squeeze(1)
-        return scores, out.get("stages")
-
-    @torch.no_grad()
-    def classify(self, log_spec: torch.Tensor) -> torch.Tensor:
-        """Cosine scores [B, n_classes] of the frozen classifier (the metrics' callable)."""
-        return self._scores(log_spec)[0]
+    METHOD = "lmac"
 
     def compute_forward(self, batch, stage):
         """Waveforms -> log-spectrogram -> frozen classifier -> decoder mask."""
@@ -55,8 +39,9 @@ class LMACBrain(PosthocBrain):
         wavs, _ = batch.signal
         log_spec, phase = self.modules.features(wavs, with_phase=stage == sb.Stage.TEST)
         with torch.no_grad():
-            scores, stages = self._scores(log_spec, with_stages=True)
-        logits = self.modules.decoder(stages, tuple(log_spec.shape[1:]))
+            classified = self.frozen_classifier(log_spec, with_stages=True)
+            scores = classified["scores"]
+        logits = self.modules.decoder(classified["stages"], tuple(log_spec.shape[1:]))
         return {
             "mask": torch.sigmoid(logits),
             "scores": scores,
@@ -75,7 +60,7 @@ class LMACBrain(PosthocBrain):
         target = predictions["scores"].argmax(dim=1)
         if stage == sb.Stage.TRAIN:
             both = torch.cat([mask * log_spec, (1.0 - mask) * log_spec])
-            masked_scores = self._scores(both)[0]
+            masked_scores = self.frozen_classifier.scores(both)
         else:
             result = self.score_masks(
                 batch,

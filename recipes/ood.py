@@ -11,8 +11,8 @@ unit energy, are summed as ``s + 10^(-snr/20) * n`` and peak-normalised (as ever
 - ``clean``: the clips as they are.
 
 The label stays the original clip's. Every method is scored by ``interpreters.metrics`` on the
-same log-spectrograms: the by-design mask and the baselines at quantile q, and the soft masks of
-any PIQ / L-MAC run trained on the same classifier.
+same log-spectrograms: every method of ``--methods`` (``interpreters.methods``), same-area masks
+at quantile q, soft masks as they are.
 
 Example
 -------
@@ -27,8 +27,7 @@ from __future__ import annotations
 
 import torch
 
-from interpreters.baselines import baseline_map
-from interpreters.maps import quantile_mask
+from interpreters.methods import method_masks
 from interpreters.metrics import METRIC_KEYS, MetricsAccumulator, interpretation_scores
 
 DEFAULT_CONDITIONS = ("clean", "noise:12", "noise:6", "noise:0", "mix:12", "mix:6", "mix:0")
@@ -97,8 +96,8 @@ def ood_rows(
     labels: list[int],
     conditions=DEFAULT_CONDITIONS,
     quantile: float | None = None,
-    baselines=(),
-    interpreters: dict | None = None,
+    methods=("by_design",),
+    trained: dict | None = None,
     batch_size: int = 8,
     seed: int = 0,
     progress=None,
@@ -106,13 +105,11 @@ def ood_rows(
     """One row per condition and method: ``condition``, ``kind``, ``snr_db``, ``method``,
     ``acc``, the metrics of ``interpreters.metrics.METRIC_KEYS`` and ``n_clips``.
 
-    ``model`` is the classifier's ``AudioInterpreter`` (by-design masks at ``quantile``, default
-    its own q); ``interpreters`` maps a method name to the ``AudioInterpreter`` of a PIQ / L-MAC
-    run on the same classifier. ``progress`` wraps the batch iterator (e.g. tqdm).
+    ``model`` is a ``recipes.loading.LoadedModel``; ``methods`` are registry names (same-area
+    masks at ``quantile``, default the run's q), ``trained`` the trained methods' modules.
+    ``progress`` wraps the batch iterator (e.g. tqdm).
     """
     q = model.quantile if quantile is None else float(quantile)
-    interpreters = dict(interpreters or {})
-    methods = ["by_design", *baselines, *interpreters]
     n_classes = len(model.class_names)
     targets = torch.as_tensor(labels)
     rows = []
@@ -126,14 +123,7 @@ def ood_rows(
             batch = condition_wave[start : start + batch_size].to(model.device)
             batch_targets = targets[start : start + batch_size]
             log_spec, _ = model.features(batch, with_phase=False)
-            scores, by_design_map = model.scores_and_map(log_spec)
-            masks = {"by_design": quantile_mask(by_design_map, q)}
-            for name in baselines:
-                masks[name] = quantile_mask(
-                    baseline_map(name, model.cosine_scores, log_spec, generator), q
-                )
-            for name, interpreter in interpreters.items():
-                masks[name] = interpreter.mask(log_spec)[1]
+            scores, masks = method_masks(model.classifier, log_spec, methods, q, trained, generator)
             for method in methods:
                 result = interpretation_scores(model.classify, log_spec, masks[method], scores)
                 accumulators[method].add_scores(batch_targets, result)

@@ -19,9 +19,8 @@ from __future__ import annotations
 import speechbrain as sb
 import torch
 
-from interpreters.piq import piq_loss, representation_grid, target_mask
+from interpreters.piq import piq_grid, piq_loss, target_mask
 from recipes.posthoc import PosthocBrain
-from recipes.runs import piq_model_card
 
 LOSS_TERMS = ("reconstruction", "codebook", "commitment")
 
@@ -31,21 +30,7 @@ class PIQBrain(PosthocBrain):
 
     LOSS_TERMS = LOSS_TERMS
     VALID_KEYS = ("acc", "fid_i", "fa", "fa_mask_in")
-    SELECT_KEY, SELECT_MAX = "fid_i", True
-    METHOD, INTERPRETER = "piq", "interpreter"
-
-    def model_card(self) -> dict:
-        return piq_model_card(vars(self.hparams), self.hparams.interpreter)
-
-    @torch.no_grad()
-    def classify(self, log_spec: torch.Tensor) -> torch.Tensor:
-        """Cosine scores [B, n_classes] of the frozen classifier (the metrics' callable)."""
-        return self._classifier_outputs(log_spec)[0]
-
-    def _classifier_outputs(self, log_spec):
-        out = self.frozen["embedding_model"](self.hparams.embedding_model.image(log_spec))
-        scores = self.frozen["classifier"](out["embedding"].unsqueeze(1)).squeeze(1)
-        return scores, out["representation"]
+    METHOD = "piq"
 
     def compute_forward(self, batch, stage):
         """Waveforms -> log-spectrogram -> frozen classifier -> interpreter mask."""
@@ -53,9 +38,9 @@ class PIQBrain(PosthocBrain):
         wavs, _ = batch.signal
         log_spec, phase = self.modules.features(wavs, with_phase=stage == sb.Stage.TEST)
         with torch.no_grad():
-            scores, representation = self._classifier_outputs(log_spec)
-            grid = representation_grid(representation, self.kind)
-        out = self.modules.interpreter(grid, scores.argmax(dim=1))
+            classified = self.frozen_classifier(log_spec)
+            scores = classified["scores"]
+        out = self.modules.interpreter(piq_grid(classified["grid"]), scores.argmax(dim=1))
         out.update(scores=scores, log_spec=log_spec, phase=phase, n_samples=wavs.shape[1])
         return out
 

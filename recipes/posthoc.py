@@ -1,26 +1,26 @@
 """What the post-hoc interpreter recipes (PIQ, L-MAC) share: a frozen classifier, loss bookkeeping,
 checkpoint selection on a logged validation key, the test outputs, and the entry script's wiring.
 
-A recipe subclasses ``PosthocBrain`` and sets: ``LOSS_TERMS`` (the loss dict's terms averaged per
-stage), ``VALID_KEYS`` (interpretation metrics logged on validation), ``SELECT_KEY`` and
-``SELECT_MAX`` (the checkpoint kept and tested), ``METHOD`` (``"piq"``, ``"lmac"``),
-``INTERPRETER`` (the trained module's name in ``modules``) and ``model_card()``.
+A recipe subclasses ``PosthocBrain`` and sets: ``METHOD`` (its entry in the method registry,
+``interpreters.methods``: the ``TrainedRun`` there names the trained module in ``modules``, the
+checkpoint kept and tested, and the run's ``model.json`` section), ``LOSS_TERMS`` (the loss dict's
+terms averaged per stage) and ``VALID_KEYS`` (interpretation metrics logged on validation).
 """
 
 from __future__ import annotations
-
-import sys
 
 import speechbrain as sb
 import torch
 
 from data_prep.datasets import datasets_from_hparams
+from interpreters.methods import METHODS
 from recipes.cli import load_hparams
-from recipes.models import count_parameters
+from recipes.models import AudioClassifier, count_parameters
 from recipes.runs import (
     RunFolderError,
     check_classifier_folder,
     load_frozen_classifier,
+    method_run_card,
     write_model_card,
 )
 from recipes.training import InterpretationScoring, train_loader_options
@@ -31,10 +31,12 @@ class PosthocBrain(InterpretationScoring, sb.Brain):
 
     LOSS_TERMS: tuple[str, ...] = ()
     VALID_KEYS: tuple[str, ...] = ("acc", "fid_i", "fa")
-    SELECT_KEY = "fid_i"
-    SELECT_MAX = True
     METHOD = ""
-    INTERPRETER = "interpreter"
+
+    @classmethod
+    def trained_run(cls):
+        """The registry's ``TrainedRun`` of ``METHOD``."""
+        return METHODS[cls.METHOD].run
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -45,11 +47,20 @@ class PosthocBrain(InterpretationScoring, sb.Brain):
             }
         ).to(self.device)
         self.frozen.eval().requires_grad_(False)
-        self.kind = self.hparams.embedding_model.kind
+        self.frozen_classifier = AudioClassifier(
+            self.frozen["embedding_model"], self.frozen["classifier"]
+        )
+        self.backbone = self.hparams.embedding_model.name
+
+    @torch.no_grad()
+    def classify(self, log_spec: torch.Tensor) -> torch.Tensor:
+        """Cosine scores [B, n_classes] of the frozen classifier (the metrics' callable)."""
+        return self.frozen_classifier.scores(log_spec)
 
     def model_card(self) -> dict:
-        """The run's ``model.json`` content."""
-        raise NotImplementedError
+        """The run's ``model.json`` content (``recipes.runs.method_run_card``)."""
+        module = self.modules[self.trained_run().module_key]
+        return method_run_card(self.METHOD, vars(self.hparams), module)
 
     def on_fit_start(self):
         """Writes the run's model card (``model.json``): its classifier run and interpreter."""
@@ -94,43 +105,42 @@ class PosthocBrain(InterpretationScoring, sb.Brain):
                 train_stats=self.train_stats,
                 valid_stats=stats,
             )
-            keys = {"max_keys" if self.SELECT_MAX else "min_keys": [self.SELECT_KEY]}
+            run = self.trained_run()
+            keys = {"max_keys" if run.select_max else "min_keys": [run.select_key]}
             self.checkpointer.save_and_keep_only(
-                meta={self.SELECT_KEY: stats[self.SELECT_KEY], "epoch": epoch}, **keys
+                meta={run.select_key: stats[run.select_key], "epoch": epoch}, **keys
             )
         elif stage == sb.Stage.TEST:
             self.write_test_results(
                 quantile=None,
-                n_params=count_parameters(self.modules[self.INTERPRETER]),
+                n_params=count_parameters(self.modules[self.trained_run().module_key]),
                 extra={
                     "test_loss": stage_loss,
-                    "backbone": self.kind,
-                    "method": f"{self.kind}-{self.METHOD}",
+                    "backbone": self.backbone,
+                    "method": self.METHOD,
                     "classifier_folder": str(self.hparams.classifier_folder),
                     "classifier_n_params": count_parameters(self.frozen),
                 },
             )
 
 
-def train_posthoc(argv, brain_class, script: str, selection: str):
+def train_posthoc(argv, brain_class, selection: str):
     """The entry script of a post-hoc recipe: checks, data, frozen classifier, fit, test.
 
     ``selection`` says in words how the checkpoint is chosen (for the one-line refusal of an
-    empty ``valid_folds``).
+    empty ``valid_folds``). Bad settings raise the project's errors; the script's
+    ``recipes.cli.run_main`` turns them into one line.
     """
     hparams, run_opts, _, _ = load_hparams(argv)
     if not hparams["valid_folds"]:
-        sys.exit(
-            f"{script}: valid_folds is empty, but {selection}: give at least one validation "
-            "fold (e.g. --valid_folds=[4])"
+        raise RunFolderError(
+            f"valid_folds is empty, but {selection}: give at least one validation fold (e.g. "
+            "--valid_folds=[4])"
         )
-    try:
-        card = check_classifier_folder(hparams)  # before any data preparation
-        datasets, labels = datasets_from_hparams(hparams)
-        class_names = [entry["class_name"] for entry in labels]
-        load_frozen_classifier(hparams, card, class_names)
-    except RunFolderError as error:
-        sys.exit(f"{script}: {error}")
+    card = check_classifier_folder(hparams)  # before any data preparation
+    datasets, labels = datasets_from_hparams(hparams)
+    class_names = [entry["class_name"] for entry in labels]
+    load_frozen_classifier(hparams, card, class_names)
     hparams["labels"] = labels
     hparams["class_names"] = class_names
 
@@ -150,7 +160,8 @@ def train_posthoc(argv, brain_class, script: str, selection: str):
         ),
         valid_loader_kwargs=hparams["eval_dataloader_options"],
     )
-    select = {"max_key" if brain_class.SELECT_MAX else "min_key": brain_class.SELECT_KEY}
+    run = brain_class.trained_run()
+    select = {"max_key" if run.select_max else "min_key": run.select_key}
     brain.evaluate(
         datasets["test"], test_loader_kwargs=hparams["eval_dataloader_options"], **select
     )

@@ -9,10 +9,11 @@ when it is not the paper's 0.9.
 Example
 -------
 >>> rows = table_rows([
-...     {"method": "focalnet", "acc": 0.774, "fid_i": 0.305, "fa": 0.0111, "fa_mask_in": 0.02,
-...      "n_params": 87_331_592, "quantile": 0.9},
-...     {"method": "focalnet-piq", "acc": 0.774, "fid_i": 0.278, "fa": 0.0111, "fa_mask_in": 0.01,
-...      "n_params": 71_405_569, "classifier_n_params": 87_331_592, "quantile": None},
+...     {"backbone": "focalnet", "method": "by_design", "acc": 0.774, "fid_i": 0.305,
+...      "fa": 0.0111, "fa_mask_in": 0.02, "n_params": 87_331_592, "quantile": 0.9},
+...     {"backbone": "focalnet", "method": "piq", "acc": 0.774, "fid_i": 0.278, "fa": 0.0111,
+...      "fa_mask_in": 0.01, "n_params": 71_405_569, "classifier_n_params": 87_331_592,
+...      "quantile": None},
 ... ])
 >>> [(row["Method"], row["#Params"]) for row in rows]
 [('FocalNet', '87.3M'), ('FocalNet-PIQ', '158.7M')]
@@ -27,6 +28,8 @@ import json
 from pathlib import Path
 
 from data_prep.atomic import atomic_path
+from interpreters.methods import METHODS
+from recipes.backbones import BACKBONES
 
 COLUMNS = ("Method", "ACC", "FID-I", "FA", "FA_mask_in", "AI", "AD", "AG", "SPS", "COMP", "#Params")
 # column -> (metrics key, format)
@@ -41,18 +44,25 @@ METRIC_COLUMNS = {
     "SPS": ("sps", ".3f"),
     "COMP": ("comp", ".2f"),
 }
-LABELS = {"focalnet": "FocalNet", "vit": "ViT"}
-SUFFIXES = {"lmac": "L-MAC"}
 PAPER_QUANTILE = 0.9
 
 
 def method_label(metrics: dict) -> str:
-    """FocalNet, ViT, FocalNet-PIQ, ViT-PIQ (with ``q=...`` when not 0.9)."""
-    method = metrics.get("method") or metrics.get("backbone", "?")
-    backbone, _, suffix = method.partition("-")
-    label = LABELS.get(backbone, backbone)
-    if suffix:
-        return f"{label}-{SUFFIXES.get(suffix, suffix.upper())}"
+    """A run's row label: its backbone's, and its method's when it is not the by-design one
+    (FocalNet, ViT, FocalNet-PIQ, ViT-L-MAC, ...; with ``q=...`` when not 0.9).
+
+    Example
+    -------
+    >>> method_label({"backbone": "vit", "method": "lmac"})
+    'ViT-L-MAC'
+    >>> method_label({"backbone": "focalnet", "method": "by_design", "quantile": 0.8})
+    'FocalNet (q=0.8)'
+    """
+    backbone = metrics.get("backbone", "?")
+    label = BACKBONES[backbone].label if backbone in BACKBONES else backbone
+    method = metrics.get("method", "by_design")
+    if method != "by_design":
+        return f"{label}-{METHODS[method].label if method in METHODS else method}"
     q = metrics.get("quantile")
     if q is not None and abs(q - PAPER_QUANTILE) > 1e-9:
         label += f" (q={q:g})"
@@ -133,14 +143,17 @@ def baseline_rows(sweep_csv, quantile: float = PAPER_QUANTILE) -> list[dict]:
     rows = []
     with open(sweep_csv, newline="") as handle:
         for row in csv.DictReader(handle):
-            if " " not in row["method"] or abs(float(row["q"]) - quantile) > 1e-9:
-                continue  # by-design rows come from the runs themselves
+            if " " not in row["method"] or row["q"] in ("", "None"):
+                continue  # by-design rows and soft masks come from the runs themselves
+            if abs(float(row["q"]) - quantile) > 1e-9:
+                continue
             q = float(row["q"])
             suffix = "" if abs(q - PAPER_QUANTILE) < 1e-9 else f" (q={q:g})"
             rows.append({"Method": row["method"] + suffix, **metric_cells(row), "#Params": "-"})
     if not rows:
         raise ValueError(
             f"{sweep_csv} has no baseline rows at q={quantile}: run sweep_quantile.py with "
-            "--baselines and a --quantiles list that holds this q"
+            "--methods naming same-area methods other than by_design and a --quantiles list "
+            "that holds this q"
         )
     return rows

@@ -95,47 +95,26 @@ def model_card(
     return card
 
 
-def piq_model_card(hparams: dict, interpreter) -> dict:
-    """The model card of a PIQ run: its classifier run and the interpreter's sizes.
-
-    Example
-    -------
-    >>> from interpreters.piq import PIQInterpreter
-    >>> hparams = {"classifier_folder": "results/clf", "codebook_size": 12,
-    ...            "interpreter_width": 8, "data_folder": "data", "mask_threshold": 0.35}
-    >>> card = piq_model_card(hparams, PIQInterpreter(16, n_classes=3, codebook_size=12, width=8))
-    >>> card["method"], card["interpreter"]
-    ('piq', {'input_size': 16, 'n_classes': 3, 'codebook_size': 12, 'width': 8})
-    """
-    return {
-        "method": "piq",
-        "classifier_folder": str(Path(hparams["classifier_folder"]).resolve()),
-        "interpreter": {
-            "input_size": interpreter.input_size,
-            "n_classes": interpreter.codebook.n_classes,
-            "codebook_size": interpreter.codebook.embedding.num_embeddings,
-            "width": hparams["interpreter_width"],
-        },
-        "mask_threshold": hparams["mask_threshold"],
-        "data_folder": str(Path(hparams["data_folder"]).resolve()),
-    }
-
-
-def lmac_model_card(hparams: dict, decoder) -> dict:
-    """The model card of an L-MAC run: its classifier run and the decoder's sizes.
+def method_run_card(method: str, hparams: dict, module) -> dict:
+    """The model card of a trained method's run: the method, its classifier run, the trained
+    module's description (its registry entry's ``TrainedRun.describe``) and the data folder.
 
     Example
     -------
     >>> from interpreters.lmac import LMACDecoder
     >>> hparams = {"classifier_folder": "results/clf", "data_folder": "data"}
-    >>> card = lmac_model_card(hparams, LMACDecoder([32, 16], width=8))
+    >>> card = method_run_card("lmac", hparams, LMACDecoder([32, 16], width=8))
     >>> card["method"], card["decoder"]
     ('lmac', {'in_channels': [32, 16], 'width': 8})
     """
+    from interpreters.methods import get_method
+
+    run = get_method(method).run
     return {
-        "method": "lmac",
+        "method": method,
         "classifier_folder": str(Path(hparams["classifier_folder"]).resolve()),
-        "decoder": {"in_channels": list(decoder.in_channels), "width": decoder.width},
+        run.card_key: run.describe(module),
+        **{key: hparams[key] for key in run.card_extras},
         "data_folder": str(Path(hparams["data_folder"]).resolve()),
     }
 
@@ -188,6 +167,80 @@ def check_model_card(card: dict, expected: dict, folder) -> None:
             + ". Use the hparams file of the run's backbone, or override these keys to the "
             "run's values."
         )
+
+
+def _as_override(value) -> str:
+    """``value`` as the command line writes it (``--key=VALUE``), YAML flow style."""
+    import yaml
+
+    text = yaml.safe_dump(value, default_flow_style=True, sort_keys=False, width=1 << 16)
+    return text.strip().removesuffix("...").strip()
+
+
+def rerun_mismatch(folder, settings: dict) -> str | None:
+    """Why a command with ``settings`` cannot continue the run in ``folder``, in one line.
+
+    ``folder`` is the command's ``output_folder``; when it holds a ``model.json`` that describes
+    another model than ``settings`` (the command's resolved YAML keys) — another architecture
+    (``ARCHITECTURE_KEYS``) of a classifier run, another ``classifier_folder`` of a PIQ / L-MAC
+    run — its checkpoints would not fit: the line names each differing key and the two ways on.
+    None when the folder holds no (readable) model card or the card matches.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> card = {"method": "by_design", "backbone": "focalnet", "backbone_config": {"embed_dim": 8},
+    ...         "n_classes": 3, "head_neurons": 192}
+    >>> _ = write_model_card(folder, card)
+    >>> rerun_mismatch(folder, dict(card, seed=1)) is None
+    True
+    >>> message = rerun_mismatch(folder, dict(card, backbone_config={"embed_dim": 16}))
+    >>> print(message.replace(folder, "RUN"))
+    RUN holds a run of another model (model.json differs in backbone_config.embed_dim: the run has 8, this command 16): give another --output_folder for this model, or the run's settings to continue it (--backbone_config={embed_dim: 8}); nothing was written
+    """  # noqa: E501
+    path = Path(folder) / MODEL_CARD
+    if not path.is_file():
+        return None
+    try:
+        card = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None  # an unreadable card is rewritten by the run
+    if card.get("method", "by_design") == "by_design":
+        keys = [key for key in ARCHITECTURE_KEYS if key in settings]
+        ran = {key: card.get(key, CARD_DEFAULTS.get(key)) for key in keys}
+        asked = {key: json.loads(json.dumps(_plain(settings[key]))) for key in keys}  # plain
+    elif "classifier_folder" in settings and "classifier_folder" in card:
+        ran = {"classifier_folder": card["classifier_folder"]}
+        asked = {"classifier_folder": str(Path(str(settings["classifier_folder"])).resolve())}
+    else:
+        return None
+    listed, same = [], []
+    for key in (key for key in ran if ran[key] != asked[key]):
+        was, now = ran[key], asked[key]
+        if isinstance(was, dict) and isinstance(now, dict):  # e.g. backbone_config: its keys
+            inner = [name for name in {**was, **now} if was.get(name) != now.get(name)]
+            listed += [
+                f"{key}.{name}: the run has {_as_override(was.get(name))}, this command "
+                f"{_as_override(now.get(name))}"
+                for name in inner
+            ]
+            # overrides of a mapping are merged into the YAML's: the differing keys suffice
+            kept = {name: was[name] for name in inner} if set(inner) <= set(was) else was
+            same.append(f"--{key}={_as_override(kept)}")
+        else:
+            listed.append(
+                f"{key}: the run has {_as_override(was)}, this command {_as_override(now)}"
+            )
+            same.append(f"--{key}={_as_override(was)}")
+    if not listed:
+        return None
+    listed, same = "; ".join(listed), " ".join(same)
+    return (
+        f"{folder} holds a run of another model ({path.name} differs in {listed}): give another "
+        f"--output_folder for this model, or the run's settings to continue it ({same}); "
+        "nothing was written"
+    )
 
 
 def load_best_checkpoint(
@@ -318,7 +371,7 @@ def run_split_dataset(folder, split: str = "test", data_folder=None):
     if not manifest.is_file():
         raise RunFolderError(
             f"{manifest} does not exist: the run's manifests were moved or deleted; rerun "
-            "train_classifier.py (with --number_of_epochs=0 it only prepares the data)."
+            "train_classifier.py with the run's settings into the same --output_folder."
         )
     data_folder = Path(data_folder or card["data_folder"])
     if not data_folder.is_dir():

@@ -3,14 +3,18 @@
 Localisation (``localisation_rows``): each mixture sums two test clips of different classes.
 The source the prediction names is the one of the two classes with the higher score; its
 region is the ground truth, exact for the synthetic set (``data_prep.synthetic``, rendered at
-16 kHz), else from the separate sources' energy. Every method's mask (by-design at q, baselines
-at the same q, PIQ) is scored with ``interpreters.localisation.localisation_scores``.
+the model's rate), else from the separate sources' energy. Every method's mask (same-area ones
+at q, soft ones as they are; ``interpreters.methods``) is scored with
+``interpreters.localisation.localisation_scores``.
 
 Deletion / insertion (``deletion_rows``): curves and areas of each method's ranking
 (``interpreters.deletion``).
 
 Randomisation sanity check (``sanity_rows``): the maps of the trained model against those of
 copies with the head, or the head and the last stage, re-initialised (``interpreters.sanity``).
+
+Each takes a ``recipes.loading.LoadedModel``, a list of registry names (``methods``) and the
+trained methods' modules (``trained``).
 """
 
 from __future__ import annotations
@@ -22,20 +26,20 @@ import torch
 
 from data_prep.audio import load_clip
 from data_prep.synthetic import load_specs, render_mixture
-from interpreters.baselines import baseline_map
 from interpreters.deletion import deletion_insertion
 from interpreters.localisation import energy_regions, localisation_scores
-from interpreters.maps import quantile_mask
+from interpreters.methods import method_maps, method_masks
 from interpreters.sanity import LEVELS, randomised_copy, spearman
 from recipes.inference import mixture_pairs
 from recipes.runs import run_split_dataset
 
 
-def _sources(pair, specs, features, device):
+def _sources(pair, specs, model):
     """Mixture waveform [samples] and the two sources' regions [T, F] (bool)."""
     names = [Path(item["path"]).name for item in pair]
+    features, device = model.features, model.device
     if specs is not None and all(name in specs for name in names):
-        wave, regions = render_mixture([specs[name] for name in names], sample_rate=16000)
+        wave, regions = render_mixture([specs[name] for name in names], model.sample_rate)
         wave = torch.from_numpy(wave)
         regions = [torch.from_numpy(np.asarray(region)) for region in regions]
     else:
@@ -53,8 +57,8 @@ def localisation_rows(
     run_folder,
     n_mixtures=20,
     quantile=None,
-    baselines=(),
-    piq=None,
+    methods=("by_design",),
+    trained=None,
     data_folder=None,
     seed=0,
 ) -> list[dict]:
@@ -71,18 +75,12 @@ def localisation_rows(
     generator = torch.Generator().manual_seed(seed)
     rows = []
     for pair in mixture_pairs(items, n_mixtures):
-        wave, regions = _sources(pair, specs, model.features, model.device)
+        wave, regions = _sources(pair, specs, model)
         log_spec, _ = model.features(wave.unsqueeze(0).to(model.device), with_phase=False)
-        scores, by_design_map = model.scores_and_map(log_spec)
+        scores, masks = method_masks(model.classifier, log_spec, methods, q, trained, generator)
         classes = [model.class_names.index(item["class_name"]) for item in pair]
         scored = int(scores[0, classes[1]] > scores[0, classes[0]])
         region = regions[scored].unsqueeze(0).to(model.device)
-        masks = {"by_design": quantile_mask(by_design_map, q)}
-        for name in baselines:
-            baseline = baseline_map(name, model.cosine_scores, log_spec, generator)
-            masks[name] = quantile_mask(baseline, q)
-        if piq is not None:
-            masks["piq"] = piq.mask(log_spec)[1]
         top1 = model.class_names[int(scores[0].argmax())]
         for method, mask in masks.items():
             result = localisation_scores(mask, region)
@@ -119,36 +117,42 @@ def summarise(rows: list[dict]) -> list[dict]:
     return summary
 
 
-SANITY_METHODS = ("by_design", "saliency", "energy")
 BARELY_CHANGES = 0.9  # a mean rank correlation above this flags a method
 
 
-def _maps(model, log_spec, methods):
-    _, by_design_map = model.scores_and_map(log_spec)
-    maps = {}
-    for method in methods:
-        if method == "by_design":
-            maps[method] = by_design_map
-        else:
-            maps[method] = baseline_map(method, model.cosine_scores, log_spec)
-    return maps
+def _test_waves(model, run_folder, n_clips, data_folder):
+    dataset = run_split_dataset(run_folder, "test", data_folder)
+    with dataset.output_keys_as(["signal"]):
+        return [item["signal"] for _, item in zip(range(n_clips), dataset, strict=False)]
 
 
 @torch.no_grad()
 def sanity_rows(
-    model, run_folder, n_clips=16, methods=SANITY_METHODS, data_folder=None, seed=0
+    model,
+    run_folder,
+    n_clips=16,
+    methods=("by_design",),
+    trained=None,
+    data_folder=None,
+    seed=0,
 ) -> list[dict]:
-    """Mean and spread of the per-clip Spearman correlation, per method and randomisation."""
-    dataset = run_split_dataset(run_folder, "test", data_folder)
-    with dataset.output_keys_as(["signal"]):
-        waves = [item["signal"] for _, item in zip(range(n_clips), dataset, strict=False)]
+    """Mean and spread of the per-clip Spearman correlation, per method and randomisation.
+
+    The random baseline draws the same noise for the trained and the randomised model.
+    """
+    waves = _test_waves(model, run_folder, n_clips, data_folder)
     log_spec, _ = model.features(torch.stack(waves).to(model.device), with_phase=False)
-    trained = _maps(model, log_spec, methods)
+
+    def maps_of(classifier):
+        generator = torch.Generator().manual_seed(seed)
+        return method_maps(classifier, log_spec, methods, trained, generator)[1]
+
+    reference = maps_of(model.classifier)
     rows = []
     for level in LEVELS:
-        randomised = _maps(randomised_copy(model, level, seed), log_spec, methods)
+        randomised = maps_of(randomised_copy(model.classifier, level, seed))
         for method in methods:
-            correlation = spearman(trained[method], randomised[method])
+            correlation = spearman(reference[method], randomised[method])
             mean = float(correlation.mean())
             rows.append(
                 {
@@ -169,8 +173,8 @@ def deletion_rows(
     run_folder,
     n_clips=32,
     steps=10,
-    baselines=(),
-    piq=None,
+    methods=("by_design",),
+    trained=None,
     data_folder=None,
     batch_size=8,
     seed=0,
@@ -180,22 +184,14 @@ def deletion_rows(
     Returns ``(curves, areas)``: rows ``method, curve, fraction, probability`` and rows
     ``method, deletion_auc, insertion_auc, n_clips``.
     """
-    dataset = run_split_dataset(run_folder, "test", data_folder)
-    with dataset.output_keys_as(["signal"]):
-        waves = [item["signal"] for _, item in zip(range(n_clips), dataset, strict=False)]
+    waves = _test_waves(model, run_folder, n_clips, data_folder)
     generator = torch.Generator().manual_seed(seed)
-    methods = ["by_design", *baselines, *(["piq"] if piq is not None else [])]
     sums = {method: None for method in methods}
     for start in range(0, len(waves), batch_size):
         log_spec, _ = model.features(
             torch.stack(waves[start : start + batch_size]).to(model.device), with_phase=False
         )
-        _, by_design_map = model.scores_and_map(log_spec)
-        maps = {"by_design": by_design_map}
-        for name in baselines:
-            maps[name] = baseline_map(name, model.cosine_scores, log_spec, generator)
-        if piq is not None:
-            maps["piq"] = piq.mask(log_spec)[1]
+        _, maps = method_maps(model.classifier, log_spec, methods, trained, generator)
         for method in methods:
             result = deletion_insertion(model.classify, log_spec, maps[method], steps)
             batch_sums = {

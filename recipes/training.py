@@ -25,9 +25,9 @@ from speechbrain.utils.checkpoints import (
 from speechbrain.utils.distributed import ddp_barrier, if_main_process
 
 from interpreters.metrics import MetricsAccumulator, interpretation_scores, write_metrics_json
-from interpreters.outputs import save_confusion_matrix_png, save_interpretations
-from interpreters.report_page import write_report_page
 from recipes.labels import default_labels
+from recipes.outputs import save_confusion_matrix_png, save_interpretations
+from recipes.report_page import write_report_page
 
 logger = logging.getLogger(__name__)
 
@@ -308,13 +308,20 @@ class InterpretationScoring(DistributedRecipe):
         """Logs the test metrics; writes test_metrics.json and confusion_matrix.png.
 
         The JSON also records the label map (``labels``: label, target id and class name of each
-        row of the confusion matrix), the training and evaluation precision and the dtypes the
-        test stage's scores, maps and masks were really computed in (``eval_dtypes``).
+        row of the confusion matrix), the training and evaluation precision that ran, what the
+        command asked for (``precision_requested``, ``eval_precision_requested``: e.g. ``auto``)
+        and the dtypes the test stage's scores, maps and masks were really computed in
+        (``eval_dtypes``).
         """
         labels = getattr(self.hparams, "labels", None) or default_labels(self.hparams.class_names)
         precisions = {
             "precision": self.precision,
             "eval_precision": self.eval_precision,
+            # what the command asked for (``auto``: resolved by recipes.cli for the device)
+            "precision_requested": getattr(self.hparams, "precision_requested", self.precision),
+            "eval_precision_requested": getattr(
+                self.hparams, "eval_precision_requested", self.eval_precision
+            ),
             "eval_dtypes": dict(sorted(self.eval_dtypes.items())),
         }
         summary = self.interpretation_summary(

@@ -101,3 +101,24 @@ def piq_run(classifier_runs, tiny_data, tmp_path_factory):
     result = run_script("train_piq.py", args)
     assert result.returncode == 0, result.stderr[-3000:]
     return out
+
+
+@pytest.fixture(scope="session")
+def lmac_runs(classifier_runs, tiny_data, tmp_path_factory):
+    """A tiny two-epoch L-MAC run per backbone on the tiny classifier runs."""
+    runs = {}
+    for backbone in ("focalnet", "vit"):
+        out = tmp_path_factory.mktemp(f"lmac_{backbone}")
+        args = tiny_args(
+            f"lmac_{backbone}",
+            backbone,
+            tiny_data,
+            out,
+            f"--classifier_folder={classifier_runs[backbone]}",
+            "--decoder_width=8",
+            "--number_of_epochs=2",
+        )
+        result = run_script("train_lmac.py", args)
+        assert result.returncode == 0, result.stderr[-3000:]
+        runs[backbone] = out
+    return runs

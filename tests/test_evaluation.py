@@ -7,13 +7,34 @@ import pytest
 import torch
 from recipe_runs import run_script, tiny_args
 
-from interpreters.baselines import BASELINES, baseline_map, saliency_map
+from interpreters.baselines import saliency_map
 from interpreters.deletion import deletion_insertion
 from interpreters.localisation import localisation_scores
 from interpreters.maps import quantile_mask
+from interpreters.methods import METHODS, MethodBatch
 from interpreters.metrics import probabilities
-from interpreters.sanity import last_stage, randomised_copy, spearman
+from interpreters.sanity import randomised_copy, spearman
 from recipes.inference import AudioInterpreter
+
+BASELINES = ("random", "energy", "saliency")
+
+
+class LinearClassifier:
+    """A linear "classifier" of log-spectrograms: score_c = <w_c, x>."""
+
+    def __init__(self, weights):
+        self.weights = weights
+
+    def scores(self, x):
+        return torch.einsum("btf,ctf->bc", x, self.weights)
+
+    def __call__(self, x, **_):
+        return {"scores": self.scores(x)}
+
+
+def baseline(name, log_spec, classifier=None, generator=None):
+    batch = MethodBatch(log_spec, {}, classifier, generator)
+    return METHODS[name].compute(batch)
 
 
 def test_saliency_of_a_linear_classifier_is_its_predicted_class_weights():
@@ -34,18 +55,16 @@ def test_baseline_masks_keep_the_same_area_as_the_by_design_mask(name):
     log_spec = torch.rand(3, 431, 513)
     linear = torch.randn(2, 431, 513)
     generator = torch.Generator().manual_seed(0)
-    baseline = baseline_map(
-        name, lambda x: torch.einsum("btf,ctf->bc", x, linear), log_spec, generator
-    )
+    values = baseline(name, log_spec, LinearClassifier(linear), generator)
     for q in (0.5, 0.9):
-        kept = quantile_mask(baseline, q).mean(dim=(1, 2))
+        kept = quantile_mask(values, q).mean(dim=(1, 2))
         assert torch.allclose(kept, torch.full((3,), 1 - q), atol=2e-3), (name, q, kept)
 
 
 def test_energy_baseline_keeps_the_loudest_cells():
     log_spec = torch.zeros(1, 4, 4)
     log_spec[0, 1, 2], log_spec[0, 3, 0] = 5.0, 4.0
-    mask = quantile_mask(baseline_map("energy", None, log_spec), 0.875)
+    mask = quantile_mask(baseline("energy", log_spec), 0.875)
     assert mask.nonzero().tolist() == [[0, 1, 2], [0, 3, 0]]
 
 
@@ -54,7 +73,8 @@ def test_sweep_and_table_with_baselines(classifier_runs, tmp_path):
     args = [
         "--model_folders",
         str(classifier_runs["focalnet"]),
-        "--baselines",
+        "--methods",
+        "by_design",
         *BASELINES,
         "--quantiles",
         "0.5",
@@ -130,11 +150,13 @@ def test_localisation_end_to_end_on_synthetic_mixtures(classifier_runs, piq_run,
     args = [
         "--model_folder",
         str(classifier_runs["focalnet"]),
-        "--piq_folder",
+        "--runs",
         str(piq_run),
-        "--baselines",
+        "--methods",
+        "by_design",
         "random",
         "energy",
+        "piq",
         "--output_folder",
         str(out),
     ]
@@ -156,9 +178,10 @@ def test_localisation_end_to_end_on_synthetic_mixtures(classifier_runs, piq_run,
     assert (out / "localisation.png").stat().st_size > 5_000
     wrong = run_script(
         "localisation.py",
-        ["--model_folder", str(classifier_runs["vit"]), "--piq_folder", str(piq_run)],
+        ["--model_folder", str(classifier_runs["vit"]), "--runs", str(piq_run)],
     )
-    assert wrong.returncode != 0 and "not a train_piq.py run on" in wrong.stderr
+    assert wrong.returncode != 0 and "is a train_piq.py run on" in wrong.stderr
+    assert len(wrong.stderr.strip().splitlines()) == 1
 
 
 def test_spearman_known_answers():
@@ -185,12 +208,12 @@ def test_spearman_ties_get_average_ranks():
 
 
 def test_randomisation_of_the_last_vit_layer(classifier_runs):
-    model = AudioInterpreter.from_run(classifier_runs["vit"])
+    model = AudioInterpreter.from_run(classifier_runs["vit"]).model.classifier
     randomised = randomised_copy(model, "last_stage")
-    original = dict(last_stage(model.embedding_model).named_parameters())
+    original = dict(model.backbone.last_stage().named_parameters())
     changed = [
         name
-        for name, parameter in last_stage(randomised.embedding_model).named_parameters()
+        for name, parameter in randomised.backbone.last_stage().named_parameters()
         if not torch.equal(parameter, original[name])
     ]
     assert changed and torch.equal(
@@ -201,7 +224,8 @@ def test_randomisation_of_the_last_vit_layer(classifier_runs):
 
 def test_randomisation_sanity_check(classifier_runs, tmp_path):
     out = tmp_path / "sanity"
-    args = ["--model_folder", str(classifier_runs["focalnet"]), "--n_clips", "4"]
+    args = ["--model_folder", str(classifier_runs["focalnet"]), "--n_clips", "4", "--methods"]
+    args += ["by_design", "saliency", "energy"]
     result = run_script("sanity_check.py", [*args, "--output_folder", str(out)])
     assert result.returncode == 0, result.stderr[-3000:]
     with open(out / "sanity_check.csv") as handle:
@@ -221,7 +245,9 @@ def test_deletion_insertion_curves_on_a_tiny_model(classifier_runs):
     model = AudioInterpreter.from_run(classifier_runs["focalnet"])
     with torch.no_grad():
         log_spec = model.features(torch.randn(3, 80000).clamp(-1, 1))[0]
-        _, ranking = model.scores_and_map(log_spec)
+        ranking = METHODS["by_design"].compute(
+            MethodBatch(log_spec, model.model.classifier(log_spec, with_map=True), None)
+        )
     for steps in (1, 4, 7):
         curves = deletion_insertion(model.classify, log_spec, ranking, steps)
         fractions = curves["fractions"].tolist()
@@ -244,7 +270,8 @@ def test_deletion_insertion_script(classifier_runs, tmp_path):
     args = [
         "--model_folder",
         str(classifier_runs["focalnet"]),
-        "--baselines",
+        "--methods",
+        "by_design",
         "random",
         "--steps",
         "3",
@@ -288,19 +315,19 @@ def test_cross_validation_over_two_folds_resumes_and_aggregates(tiny_data, tmp_p
     with open(out / "cv_runs.csv") as handle:
         runs = list(csv.DictReader(handle))
     assert [(row["fold"], row["method"]) for row in runs] == [
-        ("4", "focalnet"),
-        ("4", "focalnet-piq"),
-        ("5", "focalnet"),
-        ("5", "focalnet-piq"),
+        ("4", "FocalNet"),
+        ("4", "FocalNet-PIQ"),
+        ("5", "FocalNet"),
+        ("5", "FocalNet-PIQ"),
     ]
     # Fold 4 is tested with fold 3 validating: its manifests say so.
     manifest = json.loads((out / "fold4" / "seed1234" / "manifests" / "test.json").read_text())
     assert {entry["fold"] for entry in manifest.values()} == {4}
     with open(out / "cv_summary.csv") as handle:
         summary = {row["method"]: row for row in csv.DictReader(handle)}
-    accs = [float(row["acc"]) for row in runs if row["method"] == "focalnet"]
-    assert float(summary["focalnet"]["acc_mean"]) == pytest.approx(sum(accs) / 2)
-    assert float(summary["focalnet"]["acc_std"]) == pytest.approx(abs(accs[0] - accs[1]) / 2**0.5)
+    accs = [float(row["acc"]) for row in runs if row["method"] == "FocalNet"]
+    assert float(summary["FocalNet"]["acc_mean"]) == pytest.approx(sum(accs) / 2)
+    assert float(summary["FocalNet"]["acc_std"]) == pytest.approx(abs(accs[0] - accs[1]) / 2**0.5)
     assert (out / "cv_summary.png").is_file()
     # A second call finds every run done and only aggregates again.
     again = run_script("cross_validate.py", args)

@@ -16,9 +16,10 @@ from speechbrain.dataio.encoder import CategoricalEncoder
 from data_prep.audio import load_clip
 from data_prep.esc50 import first_appearance_classes
 from data_prep.mixing import mix_sources
-from interpreters.sweep import sweep_quantiles
 from recipes.inference import AudioInterpreter
+from recipes.outputs import write_file_interpretation
 from recipes.runs import RunFolderError, run_split_dataset
+from recipes.sweep import sweep_quantiles
 
 # ------------------------------------------------------------------ sweep ---
 
@@ -29,7 +30,7 @@ def test_sweep_matches_the_recipe_and_writes_csv_and_figure(classifier_runs, piq
         "--model_folders",
         str(classifier_runs["focalnet"]),
         str(classifier_runs["vit"]),
-        "--piq_folders",
+        "--runs",
         str(piq_run),
         "--quantiles",
         "0.5",
@@ -43,10 +44,11 @@ def test_sweep_matches_the_recipe_and_writes_csv_and_figure(classifier_runs, piq
     assert (figures / "quantile_sweep.png").stat().st_size > 10_000
     with open(figures / "quantile_sweep.csv") as handle:
         rows = list(csv.DictReader(handle))
-    assert [(row["method"], float(row["q"])) for row in rows] == [
+    assert [(row["method"], row["q"] and float(row["q"])) for row in rows] == [
         ("FocalNet", 0.2),
         ("FocalNet", 0.5),
         ("FocalNet", 0.9),
+        ("FocalNet-PIQ", ""),  # a soft mask: no q
         ("ViT", 0.2),
         ("ViT", 0.5),
         ("ViT", 0.9),
@@ -55,16 +57,22 @@ def test_sweep_matches_the_recipe_and_writes_csv_and_figure(classifier_runs, piq
     for backbone in ("focalnet", "vit"):
         recipe = json.loads((classifier_runs[backbone] / "test_metrics.json").read_text())
         with open(classifier_runs[backbone] / "quantile_sweep.csv") as handle:
-            rows_09 = [row for row in csv.DictReader(handle) if float(row["q"]) == 0.9]
+            rows_09 = [row for row in csv.DictReader(handle) if row["q"] and float(row["q"]) == 0.9]
         at_09 = [row for row in rows_09 if row["method"] == "by_design"][0]
         for key in ("fid_i", "fa", "fa_mask_in", "acc"):
             assert float(at_09[key]) == pytest.approx(recipe[key], abs=1e-5), (backbone, key)
+    # The PIQ row reproduces the PIQ run's own test metrics (same clips, same soft masks).
+    piq = json.loads((piq_run / "test_metrics.json").read_text())
+    piq_row = next(row for row in rows if row["method"] == "FocalNet-PIQ")
+    for key in ("fid_i", "fa", "fa_mask_in", "acc"):
+        assert float(piq_row[key]) == pytest.approx(piq[key], abs=1e-5), key
 
 
 def test_sweep_runs_the_unmasked_forward_once_per_batch(classifier_runs):
-    model = AudioInterpreter.from_run(classifier_runs["focalnet"])
+    model = AudioInterpreter.from_run(classifier_runs["focalnet"]).model
     calls = []
-    model.embedding_model.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
+    backbone = model.classifier.embedding_model
+    backbone.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
     dataset = run_split_dataset(classifier_runs["focalnet"], "test")
     quantiles = [0.1, 0.5, 0.9, 0.95]
     sweep_quantiles(model, make_dataloader(dataset, batch_size=6), quantiles)
@@ -152,7 +160,7 @@ def test_mixture_demo_writes_four_panels_and_four_wavs(mode, classifier_runs, tm
 
 def test_mixture_demo_of_a_piq_run_uses_its_classifiers_test_fold(piq_run, tmp_path):
     out = tmp_path / "mixtures"
-    args = ["--model_folder", str(piq_run), "--method", "piq", "--classes", "class_02", "class_00"]
+    args = ["--model_folder", str(piq_run), "--methods", "piq", "--classes", "class_02", "class_00"]
     result = run_script("mixture_demo.py", [*args, "--output_folder", str(out)])
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((out / "mixture_class_02+class_00_spectral_piq.json").read_text())
@@ -224,7 +232,7 @@ def test_interpret_with_piq_and_the_python_api(piq_run, tiny_data, tmp_path):
     path = next((tiny_data / "audio").glob("5-*.wav"))
     model = AudioInterpreter.from_run(piq_run)
     assert model.method == "piq"
-    summary = model.interpret_file(path, tmp_path)
+    summary = write_file_interpretation(model, path, tmp_path)
     assert summary["method"] == "piq" and summary["quantile"] is None
     assert 0 < summary["mask_share"] < 1  # a soft mask
     # The same tensor through the API: the same top classes.
@@ -287,10 +295,11 @@ def _released_folder(classifier_run, folder, label_order, legacy_keys=False):
     """Checkpoints of a run written in the format SpeechBrain released for the paper."""
     model = AudioInterpreter.from_run(classifier_run)
     folder.mkdir()
-    state = model.embedding_model.backbone.state_dict()
+    state = model.model.classifier.embedding_model.backbone.state_dict()
     torch.save(_legacy_vit_state(state) if legacy_keys else state, folder / "embedding_model.ckpt")
     rows = [model.class_names.index(name) for name in label_order]
-    head = {key: value.clone() for key, value in model.classifier.state_dict().items()}
+    head_state = model.model.classifier.classifier.state_dict()
+    head = {key: value.clone() for key, value in head_state.items()}
     head["weight"] = head["weight"][rows]  # the released head's outputs follow label_order
     torch.save(head, folder / "classifier.ckpt")
     encoder = CategoricalEncoder()
@@ -315,11 +324,11 @@ def test_released_checkpoints_load_with_their_label_order(
         assert not any(key.startswith("layers.") for key in keys)
     config = yaml.safe_load(TINY_BACKBONE_CONFIG[backbone])
     released = AudioInterpreter.from_folder(released_folder, backbone_config=config)
-    assert released.class_names == label_order and released.kind == backbone
+    assert released.class_names == label_order and released.backbone == backbone
     # Released models divide each window by its maximum (the authors' sig / sig.max()), runs by
     # their absolute peak: the same when the loudest sample is positive.
-    assert released.input_normalisation == "signed_max"
-    assert run_model.input_normalisation == "peak"
+    assert released.model.input_normalisation == "signed_max"
+    assert run_model.model.input_normalisation == "peak"
     for path in sorted((tiny_data / "audio").glob("5-*.wav"))[:3]:
         wave = load_clip(path)
         wave = wave * torch.sign(wave[wave.abs().argmax()])
@@ -355,14 +364,15 @@ def test_released_checkpoints_load_with_their_label_order(
     assert (tmp_path / "out" / f"{path.stem}_by_design.json").is_file()
 
     # The anti-aliased image view (torchvision >= 0.17's resize default) on request.
-    assert released.embedding_model.image_antialias is False
+    assert released.model.classifier.backbone.image_antialias is False
     antialiased = AudioInterpreter.from_folder(
         released_folder, backbone_config=config, image_antialias=True
     )
-    assert antialiased.embedding_model.image_antialias is True
+    assert antialiased.model.classifier.backbone.image_antialias is True
     log_spec = ours["log_spec"][:431].unsqueeze(0)
     assert not torch.allclose(
-        antialiased.embedding_model.image(log_spec), released.embedding_model.image(log_spec)
+        antialiased.model.classifier.backbone.image(log_spec),
+        released.model.classifier.backbone.image(log_spec),
     )
 
     (released_folder / "label_encoder.txt").unlink()
@@ -387,14 +397,14 @@ def test_released_checkpoints_load_with_their_label_order(
 
 
 def test_released_weights_that_do_not_fit_are_named():
-    from recipes.models import build_backbone, load_backbone_state
+    from recipes.backbones import build
 
     config = yaml.safe_load(TINY_BACKBONE_CONFIG["vit"])
-    model = build_backbone("vit", pretrained=False, config_overrides=config)
-    state = _legacy_vit_state(model.state_dict())
+    model = build("vit", pretrained=False, config_overrides=config)
+    state = _legacy_vit_state(model.backbone.state_dict())
     del state["encoder.layer.0.attention.attention.query.weight"]
     with pytest.raises(ValueError, match="1 missing keys"):
-        load_backbone_state(model, state)
+        model.load_state(state)
 
 
 def test_first_appearance_order_follows_the_csv_not_the_target(tmp_path):

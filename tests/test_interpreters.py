@@ -9,7 +9,6 @@ import soundfile as sf
 import torch
 
 from interpreters.maps import (
-    MAP_FUNCTIONS,
     attention_map,
     kept_cells,
     modulation_map,
@@ -22,13 +21,13 @@ from interpreters.metrics import (
     probabilities,
     write_metrics_json,
 )
-from interpreters.outputs import (
+from recipes.features import LogSpectrogram
+from recipes.outputs import (
     save_confusion_matrix_png,
     save_interpretation_png,
     save_interpretations,
     save_wav,
 )
-from recipes.features import LogSpectrogram
 
 N_CLASSES = 5
 
@@ -87,10 +86,6 @@ def test_attention_map_takes_cls_row_and_averages_heads():
 def test_attention_map_rejects_non_square_grids():
     with pytest.raises(ValueError, match="square"):
         attention_map(torch.rand(1, 2, 6, 6))
-
-
-def test_map_functions_registry():
-    assert MAP_FUNCTIONS == {"focalnet": modulation_map, "vit": attention_map}
 
 
 def test_upsample_shape_and_dtype():
@@ -236,14 +231,14 @@ def test_accumulator_summary_on_a_handmade_case():
         fa=torch.tensor([0.4]),
         fa_mask_in=torch.tensor([0.3]),
     )
-    summary = accumulator.summary(quantile=0.9, n_params=123, extra={"method": "focalnet"})
+    summary = accumulator.summary(quantile=0.9, n_params=123, extra={"method": "by_design"})
     assert summary["acc"] == pytest.approx(0.5)
     assert summary["fid_i"] == pytest.approx(0.75)
     assert summary["fa"] == pytest.approx(0.25)
     assert summary["fa_mask_in"] == pytest.approx(0.15)
     assert summary["n_clips"] == 4
     assert summary["quantile"] == 0.9 and summary["n_params"] == 123
-    assert summary["method"] == "focalnet"
+    assert summary["method"] == "by_design"
     assert summary["per_class_acc"] == {"a": 0.5, "b": 0.5, "c": None}
     assert summary["confusion_matrix"] == [[1, 1, 0], [1, 1, 0], [0, 0, 0]]
     confusion, sums = accumulator.state_tensors()

@@ -149,10 +149,13 @@ def test_ood_eval_end_to_end(classifier_runs, piq_run, tmp_path):
     folder = classifier_runs["focalnet"]
     args = [
         f"--model_folder={folder}",
-        f"--piq_folder={piq_run}",
-        "--baselines",
+        "--runs",
+        str(piq_run),
+        "--methods",
+        "by_design",
         "random",
         "energy",
+        "piq",
         "--conditions",
         "clean",
         "noise:6",

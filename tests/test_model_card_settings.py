@@ -1,4 +1,4 @@
-"""Inference reads what the run saw from model.json; the old method name still works."""
+"""Inference reads what the run saw from model.json; method names are the registry's."""
 
 import json
 import shutil
@@ -72,25 +72,19 @@ def test_a_card_without_the_keys_gets_the_papers_values(classifier_runs, tmp_pat
     assert card_settings(read_model_card(folder))["stft"]["n_fft"] == 1024
 
 
-def test_the_old_method_name_focal_is_accepted(classifier_runs, tiny_data, tmp_path):
-    model = AudioInterpreter.from_folder(classifier_runs["focalnet"], method="focal")
-    assert model.method == "by_design"
-    with pytest.raises(ValueError, match="method must be one of"):
-        AudioInterpreter.from_run(classifier_runs["focalnet"], method="focus")
+def test_an_unknown_method_is_one_line_naming_the_choices(classifier_runs, tiny_data, tmp_path):
+    from recipes.runs import RunFolderError
+
+    with pytest.raises(RunFolderError, match="unknown method 'focal': choose among by_design"):
+        AudioInterpreter.from_run(classifier_runs["focalnet"], method="focal")  # the old alias
     path = next((tiny_data / "audio").glob("5-*.wav"))
-    for method in ("focal", "by_design"):
-        args = [
-            f"--model_folder={classifier_runs['focalnet']}",
-            f"--audio={path}",
-            f"--method={method}",
-            f"--output_folder={tmp_path / method}",
-        ]
-        result = run_script("interpret.py", args)
-        assert result.returncode == 0, result.stderr[-2000:]
-        summary = json.loads((tmp_path / method / f"{path.stem}_by_design.json").read_text())
-        assert summary["method"] == "by_design"
-    first, second = (
-        json.loads((tmp_path / m / f"{path.stem}_by_design.json").read_text())["top"]
-        for m in ("focal", "by_design")
-    )
-    assert first == second
+    args = [f"--model_folder={classifier_runs['focalnet']}", f"--audio={path}"]
+    result = run_script("interpret.py", [*args, "--methods", "focal"])
+    assert result.returncode != 0 and "invalid choice: 'focal'" in result.stderr
+    assert "Traceback" not in result.stderr
+    result = run_script("interpret.py", [*args, "--methods", "piq"])  # no PIQ run given
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"interpret.py: --methods piq needs a train_piq.py run on {classifier_runs['focalnet']}: "
+        "give it with --runs"
+    ]

@@ -3,17 +3,19 @@
 import pytest
 import torch
 
-from interpreters.maps import MAP_FUNCTIONS, upsample_map
+from interpreters.maps import attention_map, modulation_map, upsample_map
+from recipes.backbones import BACKBONES, backbone_class, build
 from recipes.features import to_image
 from recipes.models import (
     TINY_FOCALNET,
     TINY_VIT,
-    backbone_config,
-    build_backbone,
+    AudioClassifier,
     build_embedder,
     build_head,
     count_parameters,
 )
+
+TINY = {"focalnet": TINY_FOCALNET, "vit": TINY_VIT}
 
 
 @pytest.mark.parametrize(
@@ -33,17 +35,48 @@ def test_full_size_parameter_counts_match_the_paper(backbone, embedding_size, ex
 
 
 @pytest.mark.parametrize("backbone, overrides", [("focalnet", TINY_FOCALNET), ("vit", TINY_VIT)])
-def test_tiny_embedders_give_embedding_representation_and_map(backbone, overrides):
+def test_tiny_backbones_give_embedding_grid_and_map_in_one_layout(backbone, overrides):
     embedder = build_embedder(backbone, pretrained=False, config_overrides=overrides)
     image = torch.randn(2, 3, 224, 224)
-    out = embedder(image, with_map=True)
+    out = embedder(image, with_map=True, with_stages=True)
     size = embedder.embedding_size
-    assert out["embedding"].shape == (2, size)
-    by_design_map = MAP_FUNCTIONS[embedder.kind](out["raw_map"])
     side = 7 if backbone == "focalnet" else 14
-    assert by_design_map.shape == (2, side, side)
-    assert upsample_map(by_design_map, (431, 513)).shape == (2, 431, 513)
-    assert "raw_map" not in embedder(image)  # maps only when asked
+    assert out["embedding"].shape == (2, size)
+    assert out["grid"].shape == (2, size, side, side)
+    assert out["by_design_map"].shape == (2, side, side)
+    own_map = {"focalnet": modulation_map, "vit": attention_map}[backbone]
+    assert torch.equal(out["by_design_map"], own_map(out["raw_map"]))
+    assert upsample_map(out["by_design_map"], (431, 513)).shape == (2, 431, 513)
+    assert all(stage.dim() == 4 and stage.shape[0] == 2 for stage in out["stages"])
+    sides = [stage.shape[-1] for stage in out["stages"]]
+    assert sides == sorted(sides)  # coarsest first
+    plain = embedder(image)
+    assert "by_design_map" not in plain and "stages" not in plain  # only when asked
+
+
+def test_backbone_registry_names_labels_and_released_state_detection():
+    assert sorted(BACKBONES) == ["focalnet", "vit"]
+    assert [BACKBONES[name].label for name in ("focalnet", "vit")] == ["FocalNet", "ViT"]
+    from recipes.backbones import released_backbone
+
+    for name in BACKBONES:
+        model = build(name, pretrained=False, config_overrides=TINY[name])
+        assert model.name == name and backbone_class(name) is type(model)
+        assert released_backbone(model.backbone.state_dict()) == name
+        assert any(p is q for p in model.last_stage().parameters() for q in model.parameters())
+
+
+def test_audio_classifier_is_backbone_then_head():
+    embedder = build_embedder("vit", pretrained=False, config_overrides=TINY_VIT).eval()
+    head = build_head(embedder.embedding_size, n_classes=3).eval()
+    model = AudioClassifier(embedder, head)
+    log_spec = torch.rand(2, 431, 513)
+    by_hand = head(embedder(embedder.image(log_spec))["embedding"].unsqueeze(1)).squeeze(1)
+    assert torch.equal(model.scores(log_spec), by_hand)
+    assert set(model.state_dict()) == {
+        *(f"embedding_model.{key}" for key in embedder.state_dict()),
+        *(f"classifier.{key}" for key in head.state_dict()),
+    }
 
 
 def test_focalnet_map_is_the_last_layers_modulator():
@@ -64,17 +97,21 @@ def test_focalnet_map_is_the_last_layers_modulator():
 
 def test_vit_embedding_averages_all_tokens_including_cls():
     embedder = build_embedder("vit", pretrained=False, config_overrides=TINY_VIT)
+    seen = {}
+    embedder.backbone.register_forward_hook(lambda m, i, o: seen.update(hidden=o.last_hidden_state))
     out = embedder(torch.randn(2, 3, 224, 224))
-    assert out["representation"].shape[1] == 197
-    assert torch.allclose(out["embedding"], out["representation"].mean(dim=1))
+    assert seen["hidden"].shape[1] == 197
+    assert torch.allclose(out["embedding"], seen["hidden"].mean(dim=1))
+    patches = seen["hidden"][:, 1:].transpose(1, 2).reshape(2, -1, 14, 14)
+    assert torch.equal(out["grid"], patches)
 
 
 def test_pretrained_path_loads_weights_with_from_pretrained(tmp_path):
     """The real loading code, against a local folder written here (never the hub)."""
     for backbone, overrides in [("focalnet", TINY_FOCALNET), ("vit", TINY_VIT)]:
-        original = build_backbone(backbone, pretrained=False, config_overrides=overrides)
+        original = build(backbone, pretrained=False, config_overrides=overrides).backbone
         original.save_pretrained(tmp_path / backbone)
-        loaded = build_backbone(backbone, source=str(tmp_path / backbone), pretrained=True)
+        loaded = build(backbone, source=str(tmp_path / backbone), pretrained=True).backbone
         for (name, a), (_, b) in zip(
             original.state_dict().items(), loaded.state_dict().items(), strict=True
         ):
@@ -83,11 +120,11 @@ def test_pretrained_path_loads_weights_with_from_pretrained(tmp_path):
 
 def test_bad_backbone_options_are_clear_errors():
     with pytest.raises(ValueError, match="backbone must be one of"):
-        build_backbone("resnet", pretrained=False)
+        build("resnet", pretrained=False)
     with pytest.raises(ValueError, match="embed_dimm"):
-        backbone_config("focalnet", {"embed_dimm": 8})
+        backbone_class("focalnet").config({"embed_dimm": 8})
     with pytest.raises(ValueError, match="only apply with pretrained: False"):
-        build_backbone("vit", source="x", pretrained=True, config_overrides={"hidden_size": 8})
+        build("vit", source="x", pretrained=True, config_overrides={"hidden_size": 8})
 
 
 def test_head_outputs_cosines_and_takes_the_bn_momentum():

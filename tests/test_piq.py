@@ -14,15 +14,15 @@ from data_prep.audio import load_clip
 from interpreters.piq import (
     PIQInterpreter,
     class_code_ranges,
+    piq_grid,
     piq_loss,
-    representation_grid,
     target_mask,
 )
+from recipes.backbones import backbone_class
 from recipes.features import LogSpectrogram, to_image
 from recipes.models import (
     TINY_FOCALNET,
     TINY_VIT,
-    backbone_config,
     build_embedder,
     build_head,
     count_parameters,
@@ -40,7 +40,7 @@ from recipes.training import AtomicCheckpointer
 )
 def test_parameter_counts_match_the_authors_layers(backbone, width, expected):
     """FocalNet-PIQ: 71,405,569 (paper: 71.4M); ViT-PIQ: 40,381,441 (paper: 44.4M, see README)."""
-    value = getattr(backbone_config(backbone), width)
+    value = getattr(backbone_class(backbone).config(), width)
     input_size = value[-1] if isinstance(value, list) else value
     assert count_parameters(PIQInterpreter(input_size, n_classes=50)) == expected
 
@@ -50,8 +50,7 @@ def test_mask_of_real_representations_is_431_by_513_in_unit_interval(kind, tiny)
     embedder = build_embedder(kind, pretrained=False, config_overrides=tiny).eval()
     log_spec = torch.rand(2, 431, 513) * 3
     with torch.no_grad():
-        representation = embedder(to_image(log_spec))["representation"]
-    grid = representation_grid(representation, kind)
+        grid = piq_grid(embedder(to_image(log_spec))["grid"])
     assert grid.shape == (2, embedder.embedding_size, 14, 14)
     interpreter = PIQInterpreter(embedder.embedding_size, n_classes=3, codebook_size=12)
     out = interpreter(grid, torch.tensor([0, 2]))
@@ -61,8 +60,10 @@ def test_mask_of_real_representations_is_431_by_513_in_unit_interval(kind, tiny)
 
 
 def test_vit_grid_keeps_patch_order_and_drops_cls():
+    from recipes.backbones import _patch_grid
+
     hidden = torch.arange(197.0).view(1, 197, 1).expand(1, 197, 2)
-    grid = representation_grid(hidden, "vit")
+    grid = piq_grid(_patch_grid(hidden))
     assert grid[0, 0, 0, 0] == 1 and grid[0, 0, 0, 1] == 2 and grid[0, 0, 1, 0] == 15
     assert grid[0, 1, 13, 13] == 196
 
@@ -129,7 +130,7 @@ def test_a_few_steps_on_synthetic_clips_lower_the_loss(synthetic_esc50):
     log_spec, _ = LogSpectrogram()(wavs)
     embedder = build_embedder("focalnet", pretrained=False, config_overrides=TINY_FOCALNET).eval()
     with torch.no_grad():
-        grid = representation_grid(embedder(to_image(log_spec))["representation"], "focalnet")
+        grid = piq_grid(embedder(to_image(log_spec))["grid"])
     labels = torch.tensor([int(row["target"]) for row in rows[:6]])
     interpreter = PIQInterpreter(grid.shape[1], n_classes=3, codebook_size=12, width=8)
     optimizer = torch.optim.Adam(interpreter.parameters(), lr=1e-3)
@@ -217,7 +218,8 @@ def test_piq_recipe_end_to_end(backbone, classifier_runs, tiny_data, tmp_path):
     metrics = json.loads((out / "test_metrics.json").read_text())
     for key in ("fid_i", "fa", "fa_mask_in"):
         assert math.isfinite(metrics[key]) and abs(metrics[key]) <= 1, key
-    assert metrics["n_clips"] == 6 and metrics["method"] == f"{backbone}-piq"
+    assert metrics["n_clips"] == 6 and metrics["method"] == "piq"
+    assert metrics["backbone"] == backbone
     assert metrics["quantile"] is None  # PIQ's mask is soft, not thresholded
     assert metrics["n_params"] > 0
     # The frozen classifier is the classifier run's: same predictions on the test fold.

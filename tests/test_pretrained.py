@@ -9,7 +9,12 @@ import torch
 import yaml
 from recipe_runs import TINY_BACKBONE_CONFIG, run_script, tiny_args
 
-from recipes.models import build_backbone
+from recipes.backbones import build
+
+
+def build_backbone(name, **kwargs):
+    """The HuggingFace model inside the registered backbone."""
+    return build(name, **kwargs).backbone
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import matplotlib.image
 import soundfile as sf
 from recipe_runs import run_script
 
-from interpreters.report_page import write_report_page
+from recipes.report_page import write_report_page
 
 
 class _Page(HTMLParser):

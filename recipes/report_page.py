@@ -21,7 +21,7 @@ Example
 >>> import json, tempfile, pathlib
 >>> folder = pathlib.Path(tempfile.mkdtemp())
 >>> _ = (folder / "test_metrics.json").write_text(json.dumps(
-...     {"method": "focalnet", "acc": 0.9, "fid_i": 0.35, "n_clips": 80}))
+...     {"backbone": "focalnet", "method": "by_design", "acc": 0.9, "fid_i": 0.35, "n_clips": 80}))
 >>> page = write_report_page(folder)
 >>> 'data-key="fid_i" data-value="0.35"' in page.read_text()
 True
@@ -36,6 +36,7 @@ import os
 from pathlib import Path
 
 from data_prep.atomic import atomic_path
+from recipes.report import method_label
 
 PAGE = "report.html"
 METRIC_ROWS = (
@@ -218,11 +219,10 @@ def _folded(name: str, table: str) -> str:
 
 
 def _method_label(metrics: dict) -> str:
-    method = str(metrics.get("method") or metrics.get("backbone") or "")
-    backbone, _, suffix = method.partition("-")
-    backbone = {"focalnet": "FocalNet", "vit": "ViT"}.get(backbone, backbone)
-    kind = {"piq": "PIQ interpreter", "lmac": "L-MAC interpreter"}.get(suffix)
-    return f"{backbone} {kind}" if kind else f"{backbone} classifier (by-design interpretation)"
+    label = method_label({**metrics, "quantile": None})
+    if metrics.get("method", "by_design") == "by_design":
+        return f"{label} classifier (by-design interpretation)"
+    return f"{label} interpreter"
 
 
 def write_report_page(folder, title: str | None = None) -> Path:

@@ -1,11 +1,12 @@
 """The effect of the quantile order q (paper, section 4.2, Fig. 3): one pass over the test fold.
 
-For each batch the unmasked input goes through the classifier once (scores and by-design map);
-each q then costs one batched forward of its interpretation and masked-out input. Every q is
-scored by ``interpreters.metrics``, exactly as the classifier recipe scores its single q. Each
-row also says whether the masks hug the clips' edges: ``mask_first`` / ``mask_last``, the mean
-share of the mask in the first / last 0.25 s, and ``edge_area``, those frames' share of a clip
-(``interpreters.localisation.edge_shares``).
+For each batch the unmasked input goes through the classifier once (scores and every method's
+map, ``interpreters.methods.method_maps``); each same-area method and q then costs one batched
+forward of its interpretation and masked-out input; a soft mask (PIQ, L-MAC) is scored once.
+Every q is scored by ``interpreters.metrics``, exactly as the classifier recipe scores its
+single q. Each row also says whether the masks hug the clips' edges: ``mask_first`` /
+``mask_last``, the mean share of the mask in the first / last 0.25 s, and ``edge_area``, those
+frames' share of a clip (``interpreters.localisation.edge_shares``).
 
 Example
 -------
@@ -22,9 +23,9 @@ from pathlib import Path
 import torch
 
 from data_prep.atomic import atomic_path
-from interpreters.baselines import baseline_map
 from interpreters.localisation import edge_frames, edge_shares
 from interpreters.maps import quantile_mask
+from interpreters.methods import METHODS, method_maps
 from interpreters.metrics import MetricsAccumulator, interpretation_scores
 
 SWEEP_COLUMNS = (
@@ -62,39 +63,45 @@ def check_quantiles(quantiles: Iterable) -> list[float]:
 
 @torch.no_grad()
 def sweep_quantiles(
-    model, batches: Iterable, quantiles: Sequence[float], baselines: Sequence[str] = (), seed=0
+    model,
+    batches: Iterable,
+    quantiles: Sequence[float],
+    methods=("by_design",),
+    trained=None,
+    seed=0,
 ) -> list:
-    """Scores the by-design masks of ``model`` (and baseline masks) at every q of ``quantiles``.
+    """Scores every method's masks: same-area methods at every q of ``quantiles``, soft masks
+    once (their row's ``q`` is None).
 
     Arguments
     ---------
-    model : recipes.inference.AudioInterpreter
-        Provides ``features``, ``scores_and_map(log_spec)``, ``classify(log_spec)``,
-        ``cosine_scores(log_spec)`` (differentiable), ``class_names`` and ``device``.
+    model : recipes.loading.LoadedModel
+        The classifier (``classifier``, ``features``, ``class_names``, ``device``).
     batches : iterable
         SpeechBrain ``PaddedBatch`` objects with ``signal`` and ``label``.
     quantiles : sequence of float
         The q values.
-    baselines : sequence of str
-        Names from ``interpreters.baselines.BASELINES``, thresholded at the same q values.
+    methods : sequence of str
+        Registry names (``interpreters.methods``).
+    trained : dict, optional
+        Trained methods' modules by name.
     seed : int
         Seed of the random baseline.
 
     Returns
     -------
     list of dict
-        One row per method and q: ``method`` ("by_design" or the baseline's name) and the keys of
-        ``SWEEP_COLUMNS``.
+        One row per method and q: ``method`` and the keys of ``SWEEP_COLUMNS``.
     """
     quantiles = check_quantiles(quantiles)
-    methods = ["by_design", *baselines]
     n_classes = len(model.class_names)
-    accumulators = {
-        (method, q): MetricsAccumulator(n_classes, device=model.device)
+    keys = [
+        (method, q)
         for method in methods
-        for q in quantiles
-    }
-    edge_sums = {key: torch.zeros(2, dtype=torch.float64) for key in accumulators}
+        for q in (quantiles if METHODS[method].mask == "hard" else [None])
+    ]
+    accumulators = {key: MetricsAccumulator(n_classes, device=model.device) for key in keys}
+    edge_sums = {key: torch.zeros(2, dtype=torch.float64) for key in keys}
     edges = None
     generator = torch.Generator().manual_seed(seed)
     for batch in batches:
@@ -102,14 +109,12 @@ def sweep_quantiles(
         labels = batch.label.to(model.device)
         log_spec, _ = model.features(wavs, with_phase=False)
         if edges is None:
-            sample_rate = int(model.features.stft.sample_rate)
-            edges = edge_frames(log_spec.shape[1], model.features_hop(), sample_rate, EDGE_SECONDS)
-        scores, upsampled = model.scores_and_map(log_spec)
-        maps = {"by_design": upsampled}
-        for name in baselines:
-            maps[name] = baseline_map(name, model.cosine_scores, log_spec, generator)
+            edges = edge_frames(
+                log_spec.shape[1], model.hop_samples(), model.sample_rate, EDGE_SECONDS
+            )
+        scores, maps = method_maps(model.classifier, log_spec, methods, trained, generator)
         for (method, q), accumulator in accumulators.items():
-            mask = quantile_mask(maps[method], q)
+            mask = maps[method] if q is None else quantile_mask(maps[method], q)
             result = interpretation_scores(model.classify, log_spec, mask, scores=scores)
             accumulator.add_scores(labels, result)
             shares = edge_shares(mask, *edges)
@@ -145,5 +150,5 @@ def read_sweep_csv(path) -> list[dict]:
         rows = list(csv.DictReader(handle))
     for row in rows:
         for key in SWEEP_COLUMNS:
-            row[key] = float(row[key]) if row.get(key) not in (None, "") else None
+            row[key] = float(row[key]) if row.get(key) not in (None, "", "None") else None
     return rows

@@ -30,9 +30,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from data_prep.atomic import atomic_path
-
-SAMPLE_RATE = 16000
-HOP_LENGTH = 186  # samples (11.6099 ms at 16 kHz, recipes/features.py)
+from recipes.features import HOP_LENGTH, SAMPLE_RATE
 
 
 def _to_numpy(value: torch.Tensor | np.ndarray | Sequence) -> np.ndarray:
@@ -677,3 +675,110 @@ def save_ood_png(rows: Sequence[dict], path: str | os.PathLike) -> None:
     figure.suptitle("In and out of distribution (clean, white noise, other-class mixtures)", y=0.93)
     figure.tight_layout(rect=(0, 0, 1, 0.9))
     _save_figure(figure, path, dpi=100)
+
+
+def write_file_interpretation(interpreter, path, output_folder=None, quantile=None) -> dict:
+    """Interprets an audio file; writes ``<name>_<method>.png``, ``.wav`` and ``.json``.
+
+    ``interpreter`` is a ``recipes.inference.AudioInterpreter``. The three files appear together
+    or not at all. Returns the JSON content (with the paths of the files under ``outputs``).
+    Raises ``data_prep.audio.AudioReadError`` for an unreadable, empty or silent file.
+    """
+    from data_prep.audio import AudioReadError, read_audio
+
+    path = Path(path)
+    signal, sample_rate = read_audio(path)
+    try:
+        result = interpreter.interpret_waveform(signal, sample_rate, quantile)
+    except AudioReadError as error:
+        raise AudioReadError(f"{path}: {error}") from error
+    folder = Path(output_folder) if output_folder is not None else path.parent
+    stem = f"{path.stem}_{interpreter.method}"
+    names = {kind: f"{stem}.{kind}" for kind in ("png", "wav", "json")}
+    summary = {
+        "audio": str(path),
+        "duration_s": len(result["interpretation_wave"]) / interpreter.sample_rate,
+        "input_sample_rate": sample_rate,
+        "method": interpreter.method,
+        "backbone": interpreter.backbone,
+        "quantile": interpreter.effective_quantile(quantile),
+        "top": [{"class": name, "probability": p} for name, p in result["top"]],
+        "windows": result["windows"],
+        "mask_share": float(result["mask"].mean()),
+        "outputs": {kind: str(folder / name) for kind, name in names.items()},
+    }
+    with written_together(folder) as staging:
+        x_int = result["mask"] * result["log_spec"]
+        save_interpretation_png(
+            result["log_spec"],
+            result["mask"],
+            x_int,
+            staging / names["png"],
+            None,
+            result["top"][0][0],
+            sample_rate=interpreter.sample_rate,
+            hop_length=interpreter.features_hop(),
+        )
+        save_wav(result["interpretation_wave"], staging / names["wav"], interpreter.sample_rate)
+        (staging / names["json"]).write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def write_mixture_interpretation(
+    interpreter, source_1, source_2, names, output_folder, mode="spectral", quantile=None
+) -> dict:
+    """The paper's Fig. 2: mix two clips at the model's rate, predict and interpret the mixture.
+
+    Writes ``mixture_<name1>+<name2>_<mode>_<method>`` ``.png`` (source 1, source 2, mixture,
+    interpretation), ``_source1.wav``, ``_source2.wav``, ``_mixture.wav``,
+    ``_interpretation.wav`` and ``.json``, all together. ``names`` label the sources (class
+    names or file names). Returns the JSON content.
+    """
+    from data_prep.mixing import mix_sources
+
+    rate = interpreter.sample_rate
+    mixture, parts = mix_sources(source_1, source_2, rate, mode)
+    result = interpreter.interpret_waveform(mixture, rate, quantile)
+    spectrograms = [
+        interpreter.features(part.unsqueeze(0).to(interpreter.device), with_phase=False)[0][0]
+        for part in parts
+    ]
+    x_int = result["mask"] * result["log_spec"]
+    predicted = result["top"][0][0]
+    stem = f"mixture_{names[0]}+{names[1]}_{mode}_{interpreter.method}"
+    waves = {
+        "source1": parts[0],
+        "source2": parts[1],
+        "mixture": mixture,
+        "interpretation": result["interpretation_wave"],
+    }
+    folder = Path(output_folder)
+    summary = {
+        "sources": list(names),
+        "mode": mode,
+        "method": interpreter.method,
+        "quantile": interpreter.effective_quantile(quantile),
+        "top": [{"class": name, "probability": p} for name, p in result["top"]],
+        "outputs": {
+            "png": str(folder / f"{stem}.png"),
+            **{key: str(folder / f"{stem}_{key}.wav") for key in waves},
+            "json": str(folder / f"{stem}.json"),
+        },
+    }
+    with written_together(folder) as staging:
+        save_mixture_png(
+            [*spectrograms, result["log_spec"], x_int],
+            [
+                f"source 1 ({names[0]})",
+                f"source 2 ({names[1]})",
+                f"mixture ({names[0]} + {names[1]})",
+                f"interpretation (predicted: {predicted})",
+            ],
+            staging / f"{stem}.png",
+            sample_rate=rate,
+            hop_length=interpreter.features_hop(),
+        )
+        for key, wave in waves.items():
+            save_wav(wave.cpu(), staging / f"{stem}_{key}.wav", rate)
+        (staging / f"{stem}.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
