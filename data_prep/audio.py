@@ -40,7 +40,8 @@ class AudioReadError(RuntimeError):
 
 
 def read_audio(path) -> tuple[torch.Tensor, int]:
-    """Decodes a file with soundfile.
+    """Decodes a file with soundfile; AudioReadError (naming the file) for a missing, unreadable
+    or empty file and for one with NaN or infinite samples (``require_finite``).
 
     Returns
     -------
@@ -59,7 +60,32 @@ def read_audio(path) -> tuple[torch.Tensor, int]:
         ) from error
     if data.shape[0] == 0:
         raise AudioReadError(f"Audio file {path} holds no samples.")
+    require_finite(data, path)
     return torch.from_numpy(data), int(sample_rate)
+
+
+def require_finite(samples, path) -> None:
+    """Raises AudioReadError naming ``path`` when ``samples`` hold NaN or infinite values.
+
+    A float WAV can store them; they would turn the clip's peak normalisation, its spectrogram
+    and every score into NaN. Readers of a file in blocks can call it on each block.
+
+    Example
+    -------
+    >>> require_finite(np.zeros(3, dtype=np.float32), "ok.wav")
+    >>> try:
+    ...     require_finite(np.array([0.0, np.nan]), "bad.wav")
+    ... except AudioReadError as error:
+    ...     print(error)
+    Audio file bad.wav has non-finite samples (1 NaN or infinite): replace or remove the file.
+    """
+    finite = np.isfinite(samples)
+    if not finite.all():
+        count = finite.size - int(np.count_nonzero(finite))
+        raise AudioReadError(
+            f"Audio file {path} has non-finite samples ({count} NaN or infinite): replace or "
+            "remove the file."
+        )
 
 
 def to_mono_resampled(

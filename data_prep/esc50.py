@@ -212,8 +212,9 @@ def _open_http(url: str, offset: int, part: Path):
         ) from error
     except (OSError, urllib.error.URLError) as error:
         raise ESC50Error(
-            f"cannot download {url}: {error}; check the network connection (a partial download "
-            f"is kept in {part}) or download ESC-50 by hand and point data_folder at it"
+            f"cannot download {url}: {error}; where there is no network, run `python fetch.py "
+            f"HPARAMS.yaml --data_folder={part.parent}` on a machine with internet first, or "
+            f"point --data_folder at a copy of ESC-50 (a partial download is kept in {part})"
         ) from error
     status = getattr(response, "status", None) or response.getcode()
     if offset and status != 206:

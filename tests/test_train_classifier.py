@@ -97,10 +97,11 @@ def test_quickstart_learns(quickstart_run):
 
 
 def test_bf16_mixed_precision_run_on_cpu(tiny_data, tmp_path):
-    """--precision=bf16 covers training and the test stage: the scores, the by-design map and
-    the masked forwards of FID-I / FA really run in bfloat16 (the quantile mask is float32)."""
+    """--precision=bf16 --eval_precision=bf16 cover training and the test stage: the scores, the
+    by-design map and the masked forwards of FID-I / FA really run in bfloat16 (the quantile
+    mask is float32). --precision alone leaves the test stage in fp32 (tests/test_precision.py)."""
     out = tmp_path / "bf16"
-    result = _run(_args("focalnet", tiny_data, out, "--precision=bf16"))
+    result = _run(_args("focalnet", tiny_data, out, "--precision=bf16", "--eval_precision=bf16"))
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((out / "test_metrics.json").read_text())
     assert metrics["n_clips"] == 6
