@@ -13,14 +13,18 @@ layers all sit on the 14x14 patch grid) and added (skip connection), and a 3x3 c
 them. A 1x1 convolution gives one logit per cell of the last grid, upsampled bilinearly to the
 log-spectrogram's ``[time, freq]`` (time along the image height, as in the image view).
 
-- FocalNet: the last hidden state of each resolution (56x56, 28x28, 14x14, 7x7 for a 224 input).
+- FocalNet: the output of each of its four stages (its last focal layer) before that stage's
+  downsampling (7x7, 14x14, 28x28, 56x56 for a 224 input; the coarsest is the feature grid).
 - ViT: four layers evenly spaced in depth (L/4, L/2, 3L/4, L), CLS token dropped, patches on
   their 14x14 grid.
 
 Loss (``lmac_loss``, the authors' L-MAC recipe): ``4 * CE(f(M * X), c) - 0.2 * CE(f((1 - M) * X),
-c) + 0.4 * mean|M|`` with ``c`` the classifier's own prediction on ``X``. The L1 term is averaged
-over the clips like the two cross-entropies (the authors summed it over the batch, so its weight
-grew with the batch size).
+c) + 6.4 * mean|M|`` with ``c`` the classifier's own prediction on ``X`` and ``mean|M|`` the batch
+mean of the per-clip mean of ``|M|``. The authors' sparsity prior is ``0.4 * mean|M_b|`` per clip
+(``reg_w_l1: 0.4``) *summed* over the batch, i.e. ``0.4 * B * mean|M|``: an effective weight of
+``0.4 * 16 = 6.4`` at their batch size 16 (``L1_WEIGHT``). Here that effective weight is fixed,
+so the prior keeps the authors' strength at any batch size (theirs also weakened on a short last
+batch); at batch 16 the term equals theirs.
 
 Example
 -------
@@ -39,7 +43,11 @@ import torch.nn.functional as F
 
 L_IN_WEIGHT = 4.0
 L_OUT_WEIGHT = 0.2
-L1_WEIGHT = 0.4
+# The authors' per-clip weight (``reg_w_l1``) and batch size: their summed prior is the batch mean
+# weighted by their product.
+AUTHORS_L1_WEIGHT = 0.4
+AUTHORS_BATCH_SIZE = 16
+L1_WEIGHT = AUTHORS_L1_WEIGHT * AUTHORS_BATCH_SIZE  # 6.4
 
 
 class LMACDecoder(torch.nn.Module):
@@ -124,13 +132,20 @@ def lmac_loss(
         [B] the class the classifier predicted on ``X``.
     score_scale : float
         Logits are ``score_scale * cosine`` (the scale the classifier was trained with).
+    l_in_weight, l_out_weight : float
+        The weights of the two cross-entropies (averaged over the batch).
+    l1_weight : float
+        The weight of ``l1``, the batch mean of the per-clip mean ``|M|``; the default 6.4 is the
+        authors' effective weight at their batch size 16 (see the module docstring).
 
     Example
     -------
     >>> scores = torch.tensor([[1.0, 0.0]])
     >>> out = lmac_loss(scores, scores, torch.full((1, 2, 2), 0.5), torch.tensor([0]), 1.0)
     >>> ce = torch.nn.functional.cross_entropy(scores, torch.tensor([0]))
-    >>> torch.allclose(out["total"], 4 * ce - 0.2 * ce + 0.4 * 0.5)
+    >>> torch.allclose(out["total"], 4 * ce - 0.2 * ce + 6.4 * 0.5)
+    True
+    >>> L1_WEIGHT == AUTHORS_L1_WEIGHT * AUTHORS_BATCH_SIZE == 6.4
     True
     """
     ce_in = F.cross_entropy(score_scale * scores_in.float(), target)

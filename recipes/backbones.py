@@ -255,20 +255,37 @@ class FocalNet(Backbone):
         return self.backbone.num_features[-1]
 
     def forward(self, image: torch.Tensor, with_map: bool = False, with_stages: bool = False):
-        """See the module docstring; ``stages`` are the last hidden state of each resolution,
-        coarsest first (for a 224 input: 7x7, 14x14, 28x28, 56x56)."""
-        out = self.backbone(pixel_values=image, output_hidden_states=with_stages)
+        """See the module docstring; ``stages`` are each stage's output before its downsampling
+        (its last layer's output, on the stage's own grid), coarsest first (for a 224 input:
+        7x7, 14x14, 28x28, 56x56; ``stages[0]`` is the feature grid).
+
+        transformers' hidden states are recorded after each stage's downsampling (the patch
+        embedding, then each stage's input to the next), so the stages are read by forward hooks
+        on the stages, present only during this call.
+        """
+        stages, hooks = [], []
+
+        def keep_stage(stage, args, kwargs, output):
+            # output: (hidden states, hidden states before downsampling, dimensions)
+            height, width = args[1] if len(args) > 1 else kwargs["input_dimensions"]
+            hidden = output[1]  # [B, H * W, C]
+            stages.append(hidden.transpose(1, 2).reshape(hidden.shape[0], -1, height, width))
+
+        if with_stages:
+            for stage in self.backbone.focalnet.encoder.stages:
+                hooks.append(stage.register_forward_hook(keep_stage, with_kwargs=True))
+        try:
+            out = self.backbone(pixel_values=image)
+        finally:
+            for hook in hooks:
+                hook.remove()
         feature_map = out.feature_maps[-1]
         result = {"embedding": feature_map.mean(dim=(2, 3)), "grid": feature_map}
         if with_map:
             result["raw_map"] = self._modulator
             result["by_design_map"] = modulation_map(self._modulator)
         if with_stages:
-            by_size = {}
-            for hidden in out.hidden_states:  # [B, H * W, C], fine to coarse
-                side = math.isqrt(hidden.shape[1])
-                by_size[side] = hidden.transpose(1, 2).reshape(hidden.shape[0], -1, side, side)
-            result["stages"] = [by_size[side] for side in sorted(by_size)]
+            result["stages"] = stages[::-1]  # the hooks ran fine to coarse
         self._modulator = None
         return result
 

@@ -9,10 +9,33 @@ decoder). On the validation fold it scores the masks with the same metrics as ev
 and keeps the checkpoint with the lowest validation loss (logged as ``loss``); on the test fold it
 writes the same outputs (test_metrics.json, confusion_matrix.png, interpretations/).
 
+The learning rate follows the authors' plateau schedule (``lr_annealing``, SpeechBrain's
+``ReduceLROnPlateau(factor=0.5, patience=3, dont_halve_until_epoch=100)`` in their
+``lmac_cnn14.yaml``), stepped at the end of every validation on the negated validation Fid-In
+(``-fid_i``, as their ``interpreter_brain.py``: higher Fid-In is better). Up to epoch
+``dont_halve_until_epoch`` the rate stays and every validation becomes the reference; after it, a
+validation whose Fid-In is at least the reference's becomes the reference, and the ``patience`` +
+1-th validation in a row below it halves the rate (the count then restarts). The step runs
+before the epoch's checkpoint is saved, so the checkpoint holds the schedule's state (a
+recoverable in the YAMLs) and the optimiser's new rate, and a resumed run continues the same
+schedule; the train log's ``lr`` of an epoch is therefore the rate after that epoch's step (the
+next epoch's). Without an ``lr_annealing`` the rate is constant.
+
 Modules it expects (``modules`` in the YAML): ``features`` and ``decoder``; the frozen
 ``embedding_model`` and ``classifier`` are hyperparameters, never trained. Hyperparameters:
-``l_in_weight``, ``l_out_weight``, ``l1_weight``, ``score_scale``, ``class_names``,
-``n_interpretations``, ``output_folder``, ``train_logger``, ``epoch_counter``.
+``l_in_weight``, ``l_out_weight``, ``l1_weight``, ``score_scale``, ``lr_annealing``,
+``class_names``, ``n_interpretations``, ``output_folder``, ``train_logger``, ``epoch_counter``.
+
+Example
+-------
+>>> from types import SimpleNamespace
+>>> from speechbrain.nnet.schedulers import ReduceLROnPlateau
+>>> optimizer = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+>>> schedule = ReduceLROnPlateau(factor=0.5, patience=3, dont_halve_until_epoch=1)
+>>> brain = SimpleNamespace(hparams=SimpleNamespace(lr_annealing=schedule), optimizer=optimizer)
+>>> fid_i = [0.9, 0.8, 0.8, 0.8, 0.8, 0.8]  # epoch 1 is the reference; then 4 below it
+>>> [LMACBrain.step_schedule(brain, epoch, f)[1] for epoch, f in enumerate(fid_i, 1)]
+[1.0, 1.0, 1.0, 1.0, 0.5, 0.5]
 """
 
 from __future__ import annotations
@@ -32,6 +55,38 @@ class LMACBrain(PosthocBrain):
     LOSS_TERMS = LOSS_TERMS
     VALID_KEYS = ("acc", "fid_i", "fa", "sps")
     METHOD = "lmac"
+
+    def on_stage_end(self, stage, stage_loss, epoch=None):
+        """On validation, steps the plateau schedule on the validation Fid-In first (before the
+        log and the checkpoint: see the module docstring), then logs and checkpoints as every
+        post-hoc recipe."""
+        if stage == sb.Stage.VALID:
+            # The summary all-reduces the metrics in place: computed once, reused by the parent.
+            self._valid_summary = self.interpretation_summary()
+            self.step_schedule(epoch, self._valid_summary["fid_i"])
+        try:
+            super().on_stage_end(stage, stage_loss, epoch)
+        finally:
+            self._valid_summary = None
+
+    def interpretation_summary(self, **kwargs) -> dict:
+        """The stage's summary; on validation, the one the schedule was stepped on."""
+        cached = getattr(self, "_valid_summary", None)
+        if cached is not None and not kwargs:
+            return cached
+        return super().interpretation_summary(**kwargs)
+
+    def step_schedule(self, epoch: int, fid_i: float):
+        """One step of ``lr_annealing`` on ``-fid_i``; sets the optimiser's rate.
+
+        Returns the rate before and after the step, or None without a schedule.
+        """
+        schedule = getattr(self.hparams, "lr_annealing", None)
+        if schedule is None:
+            return None
+        old_lr, new_lr = schedule([self.optimizer], epoch, -float(fid_i))
+        sb.nnet.schedulers.update_learning_rate(self.optimizer, new_lr)
+        return old_lr, new_lr
 
     def compute_forward(self, batch, stage):
         """Waveforms -> log-spectrogram -> frozen classifier -> decoder mask."""

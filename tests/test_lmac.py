@@ -1,17 +1,46 @@
-"""L-MAC on FocalNet and ViT: the decoder, the loss, the recipe end to end, and inference."""
+"""L-MAC on FocalNet and ViT: the decoder, the loss, the schedule, the recipe end to end, and
+inference."""
 
 import json
 import math
 import re
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
+from hyperpyyaml import load_hyperpyyaml
 from recipe_runs import run_script
+from speechbrain.nnet.schedulers import ReduceLROnPlateau
 
-from interpreters.lmac import LMACDecoder, lmac_loss, stage_channels
+from interpreters.lmac import L1_WEIGHT, LMACDecoder, lmac_loss, stage_channels
 from recipes.inference import AudioInterpreter
+from recipes.lmac import LMACBrain
 from recipes.models import TINY_FOCALNET, TINY_VIT, build_embedder, count_parameters
 from recipes.runs import read_model_card
+
+REPO = Path(__file__).resolve().parents[1]
+LMAC_YAMLS = ("hparams/lmac_focalnet.yaml", "hparams/lmac_vit.yaml")
+
+
+def _yaml_value(path, key):
+    """A top-level scalar of a recipe YAML, read as text (no objects built)."""
+    text = (REPO / path).read_text()
+    return float(re.search(rf"^{key}: ([^#\n]+)", text, re.MULTILINE).group(1))
+
+
+def _load_lmac_yaml(path, tmp_path):
+    """The recipe YAML's objects with a tiny FocalNet and folders under ``tmp_path``."""
+    overrides = {
+        "data_folder": str(tmp_path / "data"),
+        "classifier_folder": str(tmp_path / "classifier"),
+        "output_folder": str(tmp_path / "out"),
+        "backbone": "focalnet",
+        "backbone_config": dict(TINY_FOCALNET),
+        "n_classes": 3,
+    }
+    with open(REPO / path) as handle:
+        return load_hyperpyyaml(handle, overrides)
 
 
 def _decoder_parameters(channels, width):
@@ -58,12 +87,53 @@ def test_stages_are_coarsest_first_and_the_mask_covers_the_spectrogram(backbone,
         grid_tokens = out["grid"].flatten(2).transpose(1, 2)
         assert torch.allclose(embedder.backbone.layernorm(tokens), grid_tokens, atol=1e-5)
     # The embedding does not change when the stages are asked for.
-    assert torch.allclose(embedder(image)["embedding"], out["embedding"])
+    assert torch.equal(embedder(image)["embedding"], out["embedding"])
     decoder = LMACDecoder(stage_channels(embedder), width=8)
     logits = decoder(out["stages"], (431, 513))
     assert logits.shape == (2, 431, 513)
     mask = torch.sigmoid(logits.detach())
     assert float(mask.min()) >= 0 and float(mask.max()) <= 1
+
+
+def test_focalnet_stages_are_each_stage_output_before_downsampling():
+    """Stage k is the output of stage k's last layer, read independently by a hook on that layer,
+    on the stage's own grid; not the patch embedding, not the next stage's input."""
+    torch.manual_seed(0)
+    embedder = build_embedder("focalnet", pretrained=False, config_overrides=TINY_FOCALNET).eval()
+    encoder_stages = embedder.backbone.focalnet.encoder.stages
+    last_layers = {}
+    hooks = [
+        stage.layers[-1].register_forward_hook(
+            lambda module, args, output, k=k: last_layers.__setitem__(k, output)
+        )
+        for k, stage in enumerate(encoder_stages)
+    ]
+    embedded = {}
+    hooks.append(
+        embedder.backbone.focalnet.embeddings.register_forward_hook(
+            lambda module, args, output: embedded.__setitem__("out", output[0])
+        )
+    )
+    image = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        out = embedder(image, with_stages=True)
+    for hook in hooks:
+        hook.remove()
+    stages = out["stages"][::-1]  # fine to coarse: stage 0 first
+    width = TINY_FOCALNET["embed_dim"]
+    assert [tuple(s.shape[1:]) for s in stages] == [
+        (width * 2**k, 56 // 2**k, 56 // 2**k) for k in range(4)
+    ]
+    for k, stage in enumerate(stages):
+        side = 56 // 2**k
+        expected = last_layers[k].transpose(1, 2).reshape(2, -1, side, side)  # [B, H*W, C]
+        assert torch.equal(stage, expected), k
+    assert torch.equal(out["stages"][0], out["grid"])
+    # The old reading (transformers' hidden states) gave the patch embedding as the 56 x 56 stage.
+    patch_embedding = embedded["out"].transpose(1, 2).reshape(2, -1, 56, 56)
+    assert not torch.allclose(stages[0], patch_embedding)
+    # The hooks live only during the call.
+    assert all(not stage._forward_hooks for stage in encoder_stages)
 
 
 def test_loss_terms_known_answer_and_gradients_reach_only_the_decoder():
@@ -87,10 +157,11 @@ def test_loss_terms_known_answer_and_gradients_reach_only_the_decoder():
     expected = (
         4 * ce(30 * s_in, target)
         - 0.2 * ce(30 * s_out, target)
-        + 0.4 * mask.mean(dim=(1, 2)).mean()
+        + 6.4 * mask.mean(dim=(1, 2)).mean()
     )
     assert torch.allclose(losses["total"], expected)
-    # The L1 term is a per-clip mean averaged over clips: doubling the batch leaves it unchanged.
+    # The L1 term is a per-clip mean averaged over clips, its weight fixed: doubling the batch
+    # leaves it unchanged.
     doubled = lmac_loss(
         torch.cat([s_in, s_in]),
         torch.cat([s_out, s_out]),
@@ -102,6 +173,69 @@ def test_loss_terms_known_answer_and_gradients_reach_only_the_decoder():
     losses["total"].backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in decoder.parameters())
     assert all(p.grad is None for p in embedder.parameters())
+
+
+def test_sparsity_prior_is_the_authors_at_their_batch_size():
+    """The prior equals the authors' summed one, 0.4 * sum over the batch of each clip's mean|M|,
+    on a known batch of their size 16; the YAMLs' default is that effective weight."""
+    assert L1_WEIGHT == 6.4
+    for path in LMAC_YAMLS:
+        assert _yaml_value(path, "l1_weight") == 6.4 and _yaml_value(path, "batch_size") == 16
+    # A known batch: clip b's mask is b / 16 everywhere, so sum_b mean|M_b| = 120 / 16 = 7.5.
+    mask = torch.arange(16.0).view(16, 1, 1).expand(16, 431, 513) / 16
+    authors = 0.4 * sum(float(clip.abs().mean()) for clip in mask)
+    assert authors == pytest.approx(0.4 * 7.5)
+    scores = torch.zeros(16, 3)
+    target = torch.zeros(16, dtype=torch.long)
+    losses = lmac_loss(scores, scores, mask, target, score_scale=30.0)
+    ours = L1_WEIGHT * losses["l1"]
+    assert float(ours) == pytest.approx(authors, rel=1e-6)
+    ce = torch.nn.functional.cross_entropy(scores, target)
+    assert float(losses["total"]) == pytest.approx(float(4 * ce - 0.2 * ce) + authors, rel=1e-6)
+
+
+def _drive(schedule, optimizer, fid_in):
+    """The rate after each epoch's step (epochs numbered from 1)."""
+    brain = SimpleNamespace(hparams=SimpleNamespace(lr_annealing=schedule), optimizer=optimizer)
+    rates = {}
+    for epoch, fid_i in fid_in.items():
+        LMACBrain.step_schedule(brain, epoch, fid_i)
+        rates[epoch] = optimizer.param_groups[0]["lr"]
+    return rates
+
+
+@pytest.mark.parametrize("path", LMAC_YAMLS)
+def test_plateau_schedule_halves_when_the_authors_would_and_resumes(path, tmp_path):
+    """The YAML's schedule on the validation Fid-In: held through epoch 100 however Fid-In falls;
+    after it halved at the 4th validation in a row below the best since epoch 100 (patience 3),
+    an equal value resets the count; a run resumed from a checkpoint continues the same way."""
+    hparams = _load_lmac_yaml(path, tmp_path)
+    schedule = hparams["lr_annealing"]
+    assert isinstance(schedule, ReduceLROnPlateau)
+    assert (schedule.factor, schedule.patience, schedule.dont_halve_until_epoch) == (0.5, 3, 100)
+    assert hparams["checkpointer"].recoverables["lr_annealing"] is schedule
+    decoder = hparams["decoder"]
+    optimizer = hparams["opt_class"](decoder.parameters())
+    hparams["checkpointer"].add_recoverable("optimizer", optimizer)  # as sb.Brain does
+    lr = hparams["lr"]
+    fid_in = {epoch: 0.99 - epoch / 200 for epoch in range(1, 100)}  # falling, never halved
+    fid_in.update({100: 0.80, 101: 0.70, 102: 0.75, 103: 0.79, 104: 0.60, 105: 0.80, 106: 0.85})
+    fid_in.update({107: 0.84})
+    rates = _drive(schedule, optimizer, fid_in)
+    assert all(rates[epoch] == lr for epoch in range(1, 104))
+    assert rates[104] == lr / 2  # 101-104 below 0.80: the 4th halves
+    assert rates[105] == rates[106] == rates[107] == lr / 2  # 0.80 resets; 0.85 the new best
+    hparams["checkpointer"].save_checkpoint()  # after epoch 107: one validation below 0.85
+    tail = {108: 0.84, 109: 0.83, 110: 0.84, 111: 0.90}
+    straight = _drive(schedule, optimizer, tail)
+    assert straight == {108: lr / 2, 109: lr / 2, 110: lr / 4, 111: lr / 4}
+
+    resumed = _load_lmac_yaml(path, tmp_path)  # a fresh process's objects, then recovery
+    resumed_optimizer = resumed["opt_class"](resumed["decoder"].parameters())
+    resumed["checkpointer"].add_recoverable("optimizer", resumed_optimizer)
+    assert resumed["checkpointer"].recover_if_possible() is not None
+    assert resumed_optimizer.param_groups[0]["lr"] == lr / 2
+    assert _drive(resumed["lr_annealing"], resumed_optimizer, tail) == straight
 
 
 @pytest.mark.parametrize("backbone", ["focalnet", "vit"])
@@ -124,9 +258,18 @@ def test_lmac_recipe_end_to_end(backbone, lmac_runs, classifier_runs):
     log = (out / "train_log.txt").read_text()
     losses = [float(x) for x in re.findall(r"valid loss: ([0-9.e+-]+)", log)]
     assert len(losses) == 2, log
-    assert any(path.name.startswith("CKPT+") for path in (out / "save").iterdir())
-    best_epoch = 1 + losses.index(min(losses))
-    assert f"Epoch loaded: {best_epoch}" in log
+    # The log rounds (two epochs can both read 4.36): the loaded epoch's logged loss is the
+    # lowest, and its checkpoint's exact loss is the lowest of the checkpoints kept.
+    loaded = int(re.search(r"Epoch loaded: (\d+)", log).group(1))
+    assert losses[loaded - 1] == min(losses), log
+    kept = {}
+    for ckpt in (out / "save").glob("CKPT+*"):
+        meta = (ckpt / "CKPT.yaml").read_text()
+        epoch = int(re.search(r"^epoch: (\d+)", meta, re.MULTILINE).group(1))
+        kept[epoch] = float(re.search(r"^loss: (\S+)", meta, re.MULTILINE).group(1))
+        # The plateau schedule is checkpointed, stepped before the epoch's checkpoint is saved.
+        assert len(torch.load(ckpt / "lr_annealing.ckpt")["losses"]) == epoch
+    assert loaded in kept and kept[loaded] == min(kept.values()), kept
 
 
 def test_an_lmac_run_interprets_files(lmac_runs, tiny_data, tmp_path):
