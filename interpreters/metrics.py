@@ -1,31 +1,43 @@
-"""The one metrics module: accuracy, fidelity-to-input (FID-I) and faithfulness (FA).
+"""The one metrics module: accuracy, fidelity-to-input (FID-I), faithfulness (FA) and the suite.
 
-Used alike by the classifier recipes (by-design interpretations) and by PIQ (post-hoc masks).
-For a clip ``x`` (a log-spectrogram), a mask in [0, 1] and the classifier ``f``:
+Used alike by the classifier recipes (by-design interpretations) and by PIQ / L-MAC (post-hoc
+masks). For a clip ``x`` (a log-spectrogram), a mask in [0, 1] and the classifier ``f`` (cosine
+scores ``s(x)`` in [-1, 1]):
 
 - ``x_int = mask * x`` (the interpretation), ``x_out = (1 - mask) * x`` (what it leaves out);
-- FID-I (paper, eq. 6): ``argmax f(x_int) == argmax f(x)``, averaged over clips;
-- FA (paper, eq. 7, mask-out): ``p_c(x) - p_c(x - x_int) = p_c(x) - p_c(x_out)`` with ``c`` the
-  class predicted on ``x``;
-- FA mask-in: ``p_c(x) - p_c(x_int)``, what the authors' code computed and what the paper's
-  Table 1 reports. Both are kept.
+- ``c`` the class predicted on ``x`` (``argmax s(x)``, the same at every scale);
+- probabilities at a scale ``k``: ``p^k(.) = softmax(k * s(.))``. Two scales are reported:
+  ``k = 1``, the FocalNet paper's convention (the authors' code takes the softmax of the
+  unscaled cosine scores), and ``k = score_scale``, the scale the classifier was trained with
+  (30 here; the run's ``model.json``): the model's real probabilities, the L-MAC paper's
+  convention (CNN14's linear logits).
 
-The faithfulness suite of the L-MAC paper and SpeechBrain's ``interpreter_brain.py`` joins them,
-with ``p = p(x)``, ``o = p(x_int)`` and ``c`` the class predicted on ``x`` (no forward beyond the
-two above): Fid-In is ``fid_i`` and FF is ``fa``;
+At scale 1 (the FocalNet paper's names kept, then the suite with an ``_unscaled`` suffix):
 
-- AI (average increase): ``100 * [p_c < o_c]``;
-- AD (average drop): ``100 * relu(p_c - o_c) / p_c`` (softmax applied once: SpeechBrain's code
-  applied it a second time, to probabilities);
-- AG (average gain): ``100 * relu(o_c - p_c) / (1 - p_c)``;
-- SPS (Quantus ``Sparseness``): the Gini index of ``|mask| + 1e-7`` (higher: sparser);
-- COMP (Quantus ``Complexity``): the entropy (nats) of ``|mask| / sum |mask|`` (lower: simpler).
+- ``fid_i`` (paper, eq. 6; the L-MAC paper's Fid-In): ``[argmax f(x_int) == argmax f(x)]``,
+  averaged over clips; it does not depend on the scale;
+- ``fa`` (paper, eq. 7, mask-out; the L-MAC paper's FF at scale 1): ``p_c(x) - p_c(x_out)``;
+- ``fa_mask_in``: ``p_c(x) - p_c(x_int)``, what the authors' code computed and what the paper's
+  Table 1 reports. Both are kept;
+- ``ai_unscaled``, ``ad_unscaled``, ``ag_unscaled``: AI, AD, AG below with ``p = p^1``.
 
-SPS and COMP are undefined for a mask that keeps nothing; such clips are left out of both (as
-SpeechBrain does) and counted in ``n_empty_masks``.
+At the run's ``score_scale`` (the L-MAC paper's names, no suffix), with ``p = p^k(x)``,
+``o = p^k(x_int)``, ``r = p^k(x_out)`` (no forward beyond the two above):
 
-Probabilities are the softmax of the classifier's cosine scores *without* the additive-margin
-training scale (see :func:`probabilities`).
+- ``ai`` (average increase, %): ``100 * [p_c < o_c]``;
+- ``ad`` (average drop, %): ``100 * relu(p_c - o_c) / p_c`` (softmax applied once: SpeechBrain's
+  code applied it a second time, to probabilities);
+- ``ag`` (average gain, %): ``100 * relu(o_c - p_c) / (1 - p_c)`` (0 when ``p_c`` is 1);
+- ``ff`` (the L-MAC paper's FF, mask-out): ``p_c - r_c``;
+- ``ff_mask_in``: ``p_c - o_c``;
+- ``sps`` (Quantus ``Sparseness``): the Gini index of ``|mask| + 1e-7`` (higher: sparser);
+- ``comp`` (Quantus ``Complexity``): the entropy (nats) of ``|mask| / sum |mask|`` (lower:
+  simpler). SPS and COMP read the mask only: they have no scale.
+
+Differences of probabilities are computed in float64 as differences of ``1 - p_c`` (the sum of
+the other classes' probabilities), so that at scale 30, where ``p_c`` is often within 1e-7 of 1,
+AG and FF keep their digits. SPS and COMP are undefined for a mask that keeps nothing; such
+clips are left out of both (as SpeechBrain does) and counted in ``n_empty_masks``.
 
 Example
 -------
@@ -49,6 +61,7 @@ Example
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -58,24 +71,31 @@ import torch
 
 from data_prep.atomic import write_json
 
-# Per-clip metrics averaged by ``MetricsAccumulator`` (the paper's, then the suite's).
+# Per-clip metrics averaged by ``MetricsAccumulator``: the paper's (scale 1), then the suite at
+# the run's ``score_scale`` (the L-MAC paper's), the suite at scale 1, and the mask's own.
 PAPER_KEYS = ("fid_i", "fa", "fa_mask_in")
-SUITE_KEYS = ("ai", "ad", "ag", "sps", "comp")
+SCALED_KEYS = ("ai", "ad", "ag", "ff", "ff_mask_in")
+UNSCALED_KEYS = ("ai_unscaled", "ad_unscaled", "ag_unscaled")
+MASK_KEYS = ("sps", "comp")
+SUITE_KEYS = SCALED_KEYS + UNSCALED_KEYS + MASK_KEYS
 METRIC_KEYS = PAPER_KEYS + SUITE_KEYS
 
 
-def probabilities(cosine_scores: torch.Tensor) -> torch.Tensor:
-    """Class probabilities from the classifier's cosine scores.
+def probabilities(cosine_scores: torch.Tensor, score_scale: float = 1.0) -> torch.Tensor:
+    """Class probabilities from the classifier's cosine scores: ``softmax(score_scale * s)``.
 
-    The softmax is taken over the raw cosine similarities in [-1, 1], *without* the
-    additive-margin softmax scale (30) used in training: this is the authors' convention for
-    FA, and it makes probabilities close to uniform (hence the paper's small FA values, ~0.01).
+    At ``score_scale = 1`` (the default) the softmax is taken over the raw cosine similarities
+    in [-1, 1], the FocalNet authors' convention for FA: probabilities close to uniform (hence
+    the paper's small FA values, ~0.01). At the classifier's training scale (a run's
+    ``model.json`` ``score_scale``) they are the model's real probabilities.
 
     Arguments
     ---------
     cosine_scores : torch.Tensor
         [batch, n_classes] cosine scores (a SpeechBrain ``[batch, 1, n_classes]`` output is
         accepted too).
+    score_scale : float
+        The scale ``k`` of ``softmax(k * s)``; positive.
 
     Returns
     -------
@@ -87,8 +107,85 @@ def probabilities(cosine_scores: torch.Tensor) -> torch.Tensor:
     >>> probabilities(torch.tensor([[0.0, 0.0], [1.0, -1.0]]))
     tensor([[0.5000, 0.5000],
             [0.8808, 0.1192]])
+    >>> probabilities(torch.tensor([[0.1, -0.1]]), score_scale=10.0)
+    tensor([[0.8808, 0.1192]])
     """
-    return torch.softmax(_as_2d(cosine_scores).float(), dim=-1)
+    scale = _checked_scale(score_scale)
+    return torch.softmax(scale * _as_2d(cosine_scores).float(), dim=-1)
+
+
+def _checked_scale(score_scale) -> float:
+    """``score_scale`` as a positive finite float; ValueError naming it otherwise."""
+    try:
+        scale = float(score_scale)
+    except (TypeError, ValueError):
+        scale = float("nan")
+    if not (scale > 0 and math.isfinite(scale)):
+        raise ValueError(
+            f"score_scale must be a positive number (the classifier's training scale, a run's "
+            f"model.json score_scale; 1 for the unscaled cosines), got {score_scale!r}"
+        )
+    return scale
+
+
+def suite_at_scale(
+    scores: torch.Tensor,
+    int_scores: torch.Tensor,
+    out_scores: torch.Tensor,
+    score_scale: float,
+) -> dict[str, torch.Tensor]:
+    """Per-clip AI, AD, AG, FF and FF mask-in with the probabilities ``softmax(k * s)``.
+
+    ``c`` is the class predicted on ``x`` (``argmax scores``). Every difference of probabilities
+    is taken as a difference of ``1 - p_c`` (the sum of the other classes' probabilities, in
+    float64), which keeps its digits when ``p_c`` is within float32's resolution of 1.
+
+    Arguments
+    ---------
+    scores, int_scores, out_scores : torch.Tensor
+        Cosine scores [B, n_classes] of ``x``, ``x_int`` and ``x_out``.
+    score_scale : float
+        The scale ``k``.
+
+    Returns
+    -------
+    dict of torch.Tensor
+        float32 [B] each: ``ai``, ``ad``, ``ag`` (in %), ``ff`` (``p_c(x) - p_c(x_out)``),
+        ``ff_mask_in`` (``p_c(x) - p_c(x_int)``), ``p_x``, ``p_int`` (``p_c(x)``,
+        ``p_c(x_int)``).
+
+    Example
+    -------
+    >>> s, s_int = torch.tensor([[0.2, 0.0]]), torch.tensor([[0.3, 0.0]])
+    >>> at_1 = suite_at_scale(s, s_int, -s, score_scale=1.0)
+    >>> at_30 = suite_at_scale(s, s_int, -s, score_scale=30.0)
+    >>> round(float(at_1["ag"]), 2), round(float(at_30["ag"]), 2)  # a gain of 0.1 in cosine
+    (5.47, 95.01)
+    """
+    scale = _checked_scale(score_scale)
+    scores, int_scores, out_scores = (_as_2d(t).double() for t in (scores, int_scores, out_scores))
+    index = scores.argmax(dim=-1, keepdim=True)
+    others = torch.ones_like(scores).scatter_(-1, index, 0.0)
+
+    def rest_and_p(values):  # 1 - p_c and p_c
+        p = torch.softmax(scale * values, dim=-1)
+        return (p * others).sum(dim=-1), p.gather(-1, index).squeeze(-1)
+
+    rest_x, p_x = rest_and_p(scores)
+    rest_int, p_int = rest_and_p(int_scores)
+    rest_out, _ = rest_and_p(out_scores)
+    gain = torch.relu(rest_x - rest_int)  # relu(o_c - p_c)
+    zero = torch.zeros_like(gain)
+    values = {
+        "ai": 100.0 * (rest_int < rest_x).double(),
+        "ad": 100.0 * torch.relu(rest_int - rest_x) / p_x,
+        "ag": torch.where(rest_x > 0, 100.0 * gain / torch.where(rest_x > 0, rest_x, 1.0), zero),
+        "ff": rest_out - rest_x,
+        "ff_mask_in": rest_int - rest_x,
+        "p_x": p_x,
+        "p_int": p_int,
+    }
+    return {key: value.float() for key, value in values.items()}
 
 
 def _as_2d(scores: torch.Tensor) -> torch.Tensor:
@@ -146,11 +243,14 @@ def interpretation_scores(
     log_spec: torch.Tensor,
     mask: torch.Tensor,
     scores: torch.Tensor | None = None,
+    *,
+    score_scale: float,
 ) -> dict[str, torch.Tensor]:
-    """Per-clip FID-I and FA of a batch of masks (at most three forwards per clip).
+    """Per-clip FID-I, FA and the suite of a batch of masks, at scale 1 and at ``score_scale``.
 
     ``classify`` is called once on ``x = log_spec`` if ``scores`` is None, then once on the
-    batch ``cat([x_int, x_out])``. Runs under ``torch.no_grad()``.
+    batch ``cat([x_int, x_out])``; both scales come from the same forwards. Runs under
+    ``torch.no_grad()``.
 
     Arguments
     ---------
@@ -163,15 +263,22 @@ def interpretation_scores(
         [batch, time, freq], values in [0, 1] (binary for by-design maps, sigmoid for PIQ).
     scores : torch.Tensor, optional
         Cosine scores of ``x`` already computed by the caller's forward; saves one forward.
+    score_scale : float
+        The classifier's training scale (``score_scale`` of the run's ``model.json``, of the
+        hparams or of the loss): the scale of ``ai``, ``ad``, ``ag``, ``ff``, ``ff_mask_in``.
+        Required, so that no caller gets the unscaled suite under the scaled names by default.
 
     Returns
     -------
     dict of torch.Tensor
         ``pred`` (argmax on ``x``, long [B]), ``pred_int`` (argmax on ``x_int``, long [B]),
-        ``fid_i`` (1.0 / 0.0 [B]), ``fa`` (mask-out, eq. 7 [B]), ``fa_mask_in`` ([B]), the
-        suite's ``ai``, ``ad``, ``ag``, ``sps``, ``comp`` ([B]; see the module docstring),
-        ``p_x`` and ``p_int`` (``p_c(x)``, ``p_c(x_int)`` [B]), ``x_int`` ([B, T, F]) and
-        ``masked_scores`` (the classifier's scores of ``cat([x_int, x_out])`` [2B, ...]).
+        ``fid_i`` (1.0 / 0.0 [B]), ``fa`` (mask-out, eq. 7 [B]) and ``fa_mask_in`` ([B]) at
+        scale 1, ``ai``, ``ad``, ``ag``, ``ff``, ``ff_mask_in`` at ``score_scale``,
+        ``ai_unscaled``, ``ad_unscaled``, ``ag_unscaled`` at scale 1, ``sps``, ``comp`` ([B]
+        each; see the module docstring), ``p_x`` and ``p_int`` (``p_c(x)``, ``p_c(x_int)`` at
+        scale 1 [B]), ``p_x_scaled`` and ``p_int_scaled`` (the same at ``score_scale``),
+        ``x_int`` ([B, T, F]) and ``masked_scores`` (the classifier's scores of
+        ``cat([x_int, x_out])`` [2B, ...]).
 
     Example
     -------
@@ -180,10 +287,11 @@ def interpretation_scores(
     >>> def classify(x):
     ...     return torch.nn.functional.normalize(x.mean(dim=1) @ weight.T, dim=-1)
     >>> x = torch.rand(2, 5, 4)
-    >>> out = interpretation_scores(classify, x, torch.ones_like(x))
-    >>> out["fid_i"], out["fa_mask_in"]
-    (tensor([1., 1.]), tensor([0., 0.]))
+    >>> out = interpretation_scores(classify, x, torch.ones_like(x), score_scale=30.0)
+    >>> out["fid_i"], out["fa_mask_in"], out["ff_mask_in"]
+    (tensor([1., 1.]), tensor([0., 0.]), tensor([0., 0.]))
     """
+    _checked_scale(score_scale)
     with torch.no_grad():
         if mask.shape != log_spec.shape:
             raise ValueError(
@@ -194,29 +302,26 @@ def interpretation_scores(
         x_out = (1.0 - mask) * log_spec
         if scores is None:
             scores = classify(log_spec)
-        p_x_all = probabilities(scores)  # [B, n]
         masked_scores = classify(torch.cat([x_int, x_out], dim=0))
-        p_masked = probabilities(masked_scores)  # [2B, n]
-        p_int_all, p_out_all = p_masked.chunk(2, dim=0)
-        pred = p_x_all.argmax(dim=-1)
-        pred_int = p_int_all.argmax(dim=-1)
-        index = pred.unsqueeze(-1)
-        p_x = p_x_all.gather(-1, index).squeeze(-1)
-        p_int = p_int_all.gather(-1, index).squeeze(-1)
-        p_out = p_out_all.gather(-1, index).squeeze(-1)
+        int_scores, out_scores = _as_2d(masked_scores).chunk(2, dim=0)
+        unscaled = suite_at_scale(scores, int_scores, out_scores, 1.0)
+        scaled = suite_at_scale(scores, int_scores, out_scores, score_scale)
+        pred = _as_2d(scores).float().argmax(dim=-1)
+        pred_int = int_scores.float().argmax(dim=-1)
         return {
             "pred": pred,
             "pred_int": pred_int,
             "fid_i": (pred_int == pred).float(),
-            "fa": p_x - p_out,
-            "fa_mask_in": p_x - p_int,
-            "ai": 100.0 * (p_x < p_int).float(),
-            "ad": 100.0 * torch.relu(p_x - p_int) / p_x,
-            "ag": 100.0 * torch.relu(p_int - p_x) / (1.0 - p_x),
+            "fa": unscaled["ff"],
+            "fa_mask_in": unscaled["ff_mask_in"],
+            **{key: scaled[key] for key in SCALED_KEYS},
+            **{f"{key}_unscaled": unscaled[key] for key in ("ai", "ad", "ag")},
             "sps": sparseness(mask),
             "comp": complexity(mask),
-            "p_x": p_x,
-            "p_int": p_int,
+            "p_x": unscaled["p_x"],
+            "p_int": unscaled["p_int"],
+            "p_x_scaled": scaled["p_x"],
+            "p_int_scaled": scaled["p_int"],
             "x_int": x_int,
             "masked_scores": masked_scores,
         }
@@ -290,8 +395,10 @@ class MetricsAccumulator:
         fa_mask_in : torch.Tensor
             Mask-in faithfulness per clip [B].
         **suite : torch.Tensor
-            Any of ``ai``, ``ad``, ``ag``, ``sps``, ``comp`` per clip [B] (e.g. from
-            ``interpretation_scores``); NaN values (SPS, COMP of an empty mask) are left out.
+            Any of ``SUITE_KEYS`` (``ai``, ``ad``, ``ag``, ``ff``, ``ff_mask_in`` at the run's
+            scale, ``ai_unscaled``, ``ad_unscaled``, ``ag_unscaled``, ``sps``, ``comp``) per clip
+            [B] (e.g. from ``interpretation_scores``); NaN values (SPS, COMP of an empty mask)
+            are left out.
         """
         unknown = sorted(set(suite) - set(SUITE_KEYS))
         if unknown:
@@ -333,7 +440,7 @@ class MetricsAccumulator:
         Example
         -------
         >>> [t.shape for t in MetricsAccumulator(2).state_tensors()]
-        [torch.Size([2, 2]), torch.Size([17])]
+        [torch.Size([2, 2]), torch.Size([27])]
         """
         return [self.confusion, self.sums]
 
@@ -357,9 +464,8 @@ class MetricsAccumulator:
         Returns
         -------
         dict
-            ``acc``, ``fid_i``, ``fa``, ``fa_mask_in``, ``ai``, ``ad``, ``ag``, ``sps``, ``comp``
-            (None when no clip, or when the metric was never given), ``n_empty_masks`` (clips
-            left out of SPS and COMP), ``n_clips``,
+            ``acc`` and every key of ``METRIC_KEYS`` (None when no clip, or when the metric
+            was never given), ``n_empty_masks`` (clips left out of SPS and COMP), ``n_clips``,
             ``quantile``, ``n_params``, ``per_class_acc`` (class name -> accuracy, None for a
             class with no clip) and ``confusion_matrix`` (rows: true class, columns: predicted).
         """
@@ -392,6 +498,32 @@ class MetricsAccumulator:
         if extra:
             summary.update(extra)
         return summary
+
+
+def with_scales_told_apart(metrics: dict[str, Any]) -> dict[str, Any]:
+    """``metrics`` (a ``test_metrics.json``, a sweep or ``ood.csv`` row) with its suite named by
+    scale: a summary written before the suite had two scales (no ``score_scale`` key) computed
+    ``ai``, ``ad``, ``ag`` at scale 1, so they move to ``*_unscaled`` and the scaled ones become
+    None. Newer summaries are returned as they are (a copy).
+
+    Example
+    -------
+    >>> old = with_scales_told_apart({"fid_i": 0.3, "ai": 5.0, "ad": 28.8, "ag": 0.03})
+    >>> old["ai"], old["ai_unscaled"], old["ag_unscaled"]
+    (None, 5.0, 0.03)
+    >>> with_scales_told_apart({"ai": 50.0, "score_scale": 30.0})["ai"]
+    50.0
+    """
+    metrics = dict(metrics)
+    if metrics.get("score_scale") not in (None, "", "None"):
+        return metrics
+    for key in ("ai", "ad", "ag"):
+        if metrics.get(f"{key}_unscaled") in (None, "", "None") and key in metrics:
+            metrics[f"{key}_unscaled"] = metrics[key]
+        metrics[key] = None
+    for key in ("ff", "ff_mask_in"):
+        metrics.setdefault(key, None)
+    return metrics
 
 
 def _json_default(value: Any) -> Any:

@@ -628,27 +628,34 @@ def save_cv_png(summary: Sequence[dict], path) -> None:
     _save_figure(figure, path, dpi=100)
 
 
+# the suite at the classifier's score_scale (k) next to the same metric at scale 1
 OOD_PANELS = (
     ("acc", "ACC"),
     ("fid_i", "FID-I (Fid-In)"),
-    ("fa", "FA (FF)"),
-    ("ai", "AI (%)"),
-    ("ad", "AD (%)"),
-    ("ag", "AG (%)"),
+    ("ff", "FF (scale k)"),
+    ("fa", "FA = FF at scale 1"),
+    ("ai", "AI (%, scale k)"),
+    ("ai_unscaled", "AI (%, scale 1)"),
+    ("ad", "AD (%, scale k)"),
+    ("ad_unscaled", "AD (%, scale 1)"),
+    ("ag", "AG (%, scale k)"),
+    ("ag_unscaled", "AG (%, scale 1)"),
     ("sps", "SPS"),
     ("comp", "COMP (nats)"),
 )
 
 
 def save_ood_png(rows: Sequence[dict], path: str | os.PathLike) -> None:
-    """One panel per metric: each method's value per condition (clean, then overlapped).
+    """One panel per metric: each method's value per condition (clean, then overlapped); the
+    suite at the classifier's scale k and at scale 1 side by side (a missing metric: no line).
 
     Example
     -------
     >>> import tempfile, pathlib
     >>> path = pathlib.Path(tempfile.mkdtemp()) / "ood.png"
     >>> rows = [{"condition": c, "method": m, "acc": 0.5, "fid_i": 0.4, "fa": 0.01, "ai": 10.0,
-    ...          "ad": 5.0, "ag": 1.0, "sps": 0.6, "comp": 9.0}
+    ...          "ad": 5.0, "ag": 1.0, "sps": 0.6, "comp": 9.0, "protocol": "authors",
+    ...          "score_scale": 30.0}
     ...         for c in ("clean", "noise:6") for m in ("by_design", "energy")]
     >>> save_ood_png(rows, path)
     >>> path.is_file()
@@ -656,10 +663,10 @@ def save_ood_png(rows: Sequence[dict], path: str | os.PathLike) -> None:
     """
     conditions = list(dict.fromkeys(row["condition"] for row in rows))
     methods = list(dict.fromkeys(row["method"] for row in rows))
-    figure = _new_figure((14, 6.5))
+    figure = _new_figure((14, 9.5))
     positions = np.arange(len(conditions))
     for index, (key, title) in enumerate(OOD_PANELS):
-        axes = figure.add_subplot(2, 4, index + 1)
+        axes = figure.add_subplot(3, 4, index + 1)
         for method in methods:
             by_condition = {r["condition"]: r.get(key) for r in rows if r["method"] == method}
             values = [by_condition.get(c) for c in conditions]
@@ -672,8 +679,13 @@ def save_ood_png(rows: Sequence[dict], path: str | os.PathLike) -> None:
         axes.tick_params(axis="y", labelsize=7)
     handles, labels = figure.axes[1].get_legend_handles_labels()
     figure.legend(handles, labels, loc="upper center", ncol=len(methods), fontsize=8)
-    figure.suptitle("In and out of distribution (clean, white noise, other-class mixtures)", y=0.93)
-    figure.tight_layout(rect=(0, 0, 1, 0.9))
+    protocols = sorted({str(row["protocol"]) for row in rows if row.get("protocol")})
+    scales = sorted({float(row["score_scale"]) for row in rows if row.get("score_scale")})
+    details = [f"protocol {', '.join(protocols)}"] if protocols else []
+    details += [f"k = {', '.join(f'{k:g}' for k in scales)}"] if scales else []
+    suffix = f" ({'; '.join(details)})" if details else ""
+    figure.suptitle(f"In and out of distribution: clean, white noise, mixtures{suffix}", y=0.95)
+    figure.tight_layout(rect=(0, 0, 1, 0.92))
     _save_figure(figure, path, dpi=100)
 
 

@@ -1,10 +1,14 @@
 """Table 1 of the paper from the ``test_metrics.json`` of any set of runs.
 
-Columns: Method, ACC, FID-I, FA, FA_mask_in (the paper's), then the L-MAC paper's suite AI, AD,
-AG (in %), SPS and COMP (``interpreters.metrics``; "-" for runs written before they existed), and
-#Params. As in the paper, a PIQ (or L-MAC) row counts the parameters of the classifier and of its
-interpreter (FocalNet-PIQ: 87.3M + 71.4M = 158.7M), and the by-design rows name their quantile q
-when it is not the paper's 0.9.
+Columns: Method, ACC, FID-I, FA, FA_mask_in (the paper's, probabilities at scale 1), then the
+L-MAC paper's suite at each run's ``score_scale`` (the model's real probabilities): AI, AD, AG (in
+%), FF, FF_mask_in; the same AI, AD, AG at scale 1 (AI_unscaled, AD_unscaled, AG_unscaled), SPS,
+COMP (``interpreters.metrics``), Scale (the ``score_scale`` of the scaled columns), and #Params. A
+run written before the suite had two scales shows its AI, AD, AG (then at scale 1) under the
+``_unscaled`` columns and "-" under the scaled ones, as for any metric it lacks. As in the paper,
+a PIQ (or L-MAC) row counts the parameters of the classifier and of its interpreter (FocalNet-PIQ:
+87.3M + 71.4M = 158.7M), and the by-design rows name their quantile q when it is not the paper's
+0.9.
 
 Example
 -------
@@ -18,7 +22,7 @@ Example
 >>> [(row["Method"], row["#Params"]) for row in rows]
 [('FocalNet', '87.3M'), ('FocalNet-PIQ', '158.7M')]
 >>> print(markdown_table(rows).splitlines()[2])
-| FocalNet | 0.774 | 0.305 | 0.0111 | 0.0200 | - | - | - | - | - | 87.3M |
+| FocalNet | 0.774 | 0.305 | 0.0111 | 0.0200 | - | - | - | - | - | - | - | - | - | - | - | 87.3M |
 """
 
 from __future__ import annotations
@@ -29,10 +33,11 @@ from pathlib import Path
 
 from data_prep.atomic import atomic_path
 from interpreters.methods import METHODS
+from interpreters.metrics import with_scales_told_apart
 from recipes.backbones import BACKBONES
 
-COLUMNS = ("Method", "ACC", "FID-I", "FA", "FA_mask_in", "AI", "AD", "AG", "SPS", "COMP", "#Params")
-# column -> (metrics key, format)
+# column -> (metrics key, format); FA, FA_mask_in and *_unscaled at scale 1, AI ... FF_mask_in
+# at the run's score_scale (the Scale column)
 METRIC_COLUMNS = {
     "ACC": ("acc", ".3f"),
     "FID-I": ("fid_i", ".3f"),
@@ -41,9 +46,16 @@ METRIC_COLUMNS = {
     "AI": ("ai", ".1f"),
     "AD": ("ad", ".2f"),
     "AG": ("ag", ".2f"),
+    "FF": ("ff", ".4f"),
+    "FF_mask_in": ("ff_mask_in", ".4f"),
+    "AI_unscaled": ("ai_unscaled", ".1f"),
+    "AD_unscaled": ("ad_unscaled", ".2f"),
+    "AG_unscaled": ("ag_unscaled", ".2f"),
     "SPS": ("sps", ".3f"),
     "COMP": ("comp", ".2f"),
+    "Scale": ("score_scale", "g"),
 }
+COLUMNS = ("Method", *METRIC_COLUMNS, "#Params")
 PAPER_QUANTILE = 0.9
 
 
@@ -89,9 +101,14 @@ def metric_cells(metrics: dict) -> dict:
 
     Example
     -------
-    >>> metric_cells({"acc": "0.5", "fid_i": 1.0, "ai": 12.5})["AI"]
-    '12.5'
+    >>> cells = metric_cells({"acc": "0.5", "fid_i": 1.0, "ai": 12.5, "score_scale": 30.0})
+    >>> cells["AI"], cells["AI_unscaled"], cells["Scale"]
+    ('12.5', '-', '30')
+    >>> cells = metric_cells({"acc": "0.5", "ai": 12.5})  # written before the two scales
+    >>> cells["AI"], cells["AI_unscaled"]
+    ('-', '12.5')
     """
+    metrics = with_scales_told_apart(metrics)
     cells = {}
     for column, (key, spec) in METRIC_COLUMNS.items():
         value = metrics.get(key)

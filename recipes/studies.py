@@ -181,8 +181,10 @@ def deletion_rows(
 ):
     """Mean deletion / insertion curves and areas per method over the first test clips.
 
-    Returns ``(curves, areas)``: rows ``method, curve, fraction, probability`` and rows
-    ``method, deletion_auc, insertion_auc, n_clips``.
+    Returns ``(curves, areas)``: rows ``method, curve, fraction, probability,
+    probability_scaled`` and rows ``method, deletion_auc, insertion_auc, deletion_auc_scaled,
+    insertion_auc_scaled, score_scale, n_clips`` (probabilities at scale 1, the paper's
+    convention, and at the run's ``score_scale``, the model's real probabilities).
     """
     waves = _test_waves(model, run_folder, n_clips, data_folder)
     generator = torch.Generator().manual_seed(seed)
@@ -193,10 +195,13 @@ def deletion_rows(
         )
         _, maps = method_maps(model.classifier, log_spec, methods, trained, generator)
         for method in methods:
-            result = deletion_insertion(model.classify, log_spec, maps[method], steps)
+            result = deletion_insertion(
+                model.classify, log_spec, maps[method], steps, score_scale=model.score_scale
+            )
             batch_sums = {
-                key: result[key].sum(dim=0)
+                f"{key}{scale}": result[f"{key}{scale}"].sum(dim=0)
                 for key in ("deletion", "insertion", "deletion_auc", "insertion_auc")
+                for scale in ("", "_scaled")
             }
             if sums[method] is None:
                 sums[method] = batch_sums
@@ -207,13 +212,17 @@ def deletion_rows(
     for method in methods:
         means = {key: value / len(waves) for key, value in sums[method].items()}
         for curve in ("deletion", "insertion"):
-            for fraction, probability in zip(fractions, means[curve].tolist(), strict=True):
+            scaled = means[f"{curve}_scaled"].tolist()
+            for fraction, probability, probability_scaled in zip(
+                fractions, means[curve].tolist(), scaled, strict=True
+            ):
                 curves.append(
                     {
                         "method": method,
                         "curve": curve,
                         "fraction": fraction,
                         "probability": probability,
+                        "probability_scaled": probability_scaled,
                     }
                 )
         areas.append(
@@ -221,6 +230,9 @@ def deletion_rows(
                 "method": method,
                 "deletion_auc": float(means["deletion_auc"]),
                 "insertion_auc": float(means["insertion_auc"]),
+                "deletion_auc_scaled": float(means["deletion_auc_scaled"]),
+                "insertion_auc_scaled": float(means["insertion_auc_scaled"]),
+                "score_scale": model.score_scale,
                 "n_clips": len(waves),
             }
         )

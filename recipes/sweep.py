@@ -4,7 +4,9 @@ For each batch the unmasked input goes through the classifier once (scores and e
 map, ``interpreters.methods.method_maps``); each same-area method and q then costs one batched
 forward of its interpretation and masked-out input; a soft mask (PIQ, L-MAC) is scored once.
 Every q is scored by ``interpreters.metrics``, exactly as the classifier recipe scores its
-single q. Each row also says whether the masks hug the clips' edges: ``mask_first`` /
+single q: ``fid_i``, ``fa``, ``fa_mask_in`` and ``*_unscaled`` at scale 1, ``ai``, ``ad``, ``ag``,
+``ff``, ``ff_mask_in`` at the classifier's ``score_scale`` (a column; the run's ``model.json``).
+Each row also says whether the masks hug the clips' edges: ``mask_first`` /
 ``mask_last``, the mean share of the mask in the first / last 0.25 s, and ``edge_area``, those
 frames' share of a clip (``interpreters.localisation.edge_shares``).
 
@@ -26,7 +28,11 @@ from data_prep.atomic import atomic_path
 from interpreters.localisation import edge_frames, edge_shares
 from interpreters.maps import quantile_mask
 from interpreters.methods import METHODS, method_maps
-from interpreters.metrics import MetricsAccumulator, interpretation_scores
+from interpreters.metrics import (
+    MetricsAccumulator,
+    interpretation_scores,
+    with_scales_told_apart,
+)
 
 SWEEP_COLUMNS = (
     "q",
@@ -36,8 +42,14 @@ SWEEP_COLUMNS = (
     "ai",
     "ad",
     "ag",
+    "ff",
+    "ff_mask_in",
+    "ai_unscaled",
+    "ad_unscaled",
+    "ag_unscaled",
     "sps",
     "comp",
+    "score_scale",
     "acc",
     "n_clips",
     "mask_first",
@@ -76,7 +88,8 @@ def sweep_quantiles(
     Arguments
     ---------
     model : recipes.loading.LoadedModel
-        The classifier (``classifier``, ``features``, ``class_names``, ``device``).
+        The classifier (``classifier``, ``features``, ``class_names``, ``device``, and
+        ``score_scale``, the scale of the scaled suite).
     batches : iterable
         SpeechBrain ``PaddedBatch`` objects with ``signal`` and ``label``.
     quantiles : sequence of float
@@ -115,7 +128,9 @@ def sweep_quantiles(
         scores, maps = method_maps(model.classifier, log_spec, methods, trained, generator)
         for (method, q), accumulator in accumulators.items():
             mask = maps[method] if q is None else quantile_mask(maps[method], q)
-            result = interpretation_scores(model.classify, log_spec, mask, scores=scores)
+            result = interpretation_scores(
+                model.classify, log_spec, mask, scores=scores, score_scale=model.score_scale
+            )
             accumulator.add_scores(labels, result)
             shares = edge_shares(mask, *edges)
             edge_sums[(method, q)] += torch.stack(
@@ -129,6 +144,7 @@ def sweep_quantiles(
         n_clips = max(summary["n_clips"], 1)
         first, last = (edge_sums[(method, q)] / n_clips).tolist()
         summary.update(mask_first=first, mask_last=last, edge_area=edge_area)
+        summary["score_scale"] = model.score_scale  # of ai, ad, ag, ff, ff_mask_in
         rows.append({"method": method, "q": q, **{k: summary[k] for k in SWEEP_COLUMNS[1:]}})
     return rows
 
@@ -145,9 +161,11 @@ def write_sweep_csv(rows: Sequence[dict], path, extra_columns: Sequence[str] = (
 
 
 def read_sweep_csv(path) -> list[dict]:
-    """Rows of a sweep CSV with numbers as floats (None for a column an older CSV lacks)."""
+    """Rows of a sweep CSV with numbers as floats (None for a column an older CSV lacks; the
+    ``ai``, ``ad``, ``ag`` of a CSV written before the suite had two scales, which were at scale
+    1, as ``*_unscaled``: ``interpreters.metrics.with_scales_told_apart``)."""
     with open(path, newline="") as handle:
-        rows = list(csv.DictReader(handle))
+        rows = [with_scales_told_apart(row) for row in csv.DictReader(handle)]
     for row in rows:
         for key in SWEEP_COLUMNS:
             row[key] = float(row[key]) if row.get(key) not in (None, "", "None") else None

@@ -244,6 +244,7 @@ class InterpretationScoring(DistributedRecipe):
         """Fresh metrics (and no interpretation written yet) for a new stage."""
         names = self.hparams.class_names
         self.interp_metrics = MetricsAccumulator(len(names), class_names=names, device=self.device)
+        self.metrics_scale = self.classifier_score_scale()  # the scale of ai, ad, ag, ff
         self.n_saved = 0
         self.eval_dtypes = {}  # what the stage's tensors really were (test_metrics.json)
 
@@ -266,7 +267,9 @@ class InterpretationScoring(DistributedRecipe):
 
         self.note_dtype("scores", scores)
         self.note_dtype("mask", mask)
-        result = interpretation_scores(classify, log_spec, mask, scores=scores)
+        result = interpretation_scores(
+            classify, log_spec, mask, scores=scores, score_scale=self.metrics_scale
+        )
         labels = batch.label.to(self.device)
         self.interp_metrics.add_scores(labels, result)
         n_left = self.hparams.n_interpretations - self.n_saved
@@ -291,10 +294,31 @@ class InterpretationScoring(DistributedRecipe):
 
     def display_scale(self) -> float:
         """The scale of the cosine scores in displayed probabilities: the training loss's."""
+        return self.classifier_score_scale()
+
+    def classifier_score_scale(self) -> float:
+        """The classifier's training scale ``k`` of ``softmax(k * cosine)``: the hparams'
+        ``score_scale`` (L-MAC), else the loss's ``scale`` (the classifier recipe), else the
+        ``score_scale`` of the frozen classifier run's ``model.json`` (PIQ).
+
+        The suite's ``ai``, ``ad``, ``ag``, ``ff``, ``ff_mask_in`` are computed at this scale
+        (``interpreters.metrics``) and ``test_metrics.json`` records it.
+        """
         scale = getattr(self.hparams, "score_scale", None)
         if scale is None:
             scale = getattr(getattr(self.hparams, "loss_fn", None), "scale", None)
-        return float(scale if scale is not None else 30.0)
+        folder = getattr(self.hparams, "classifier_folder", None)
+        if scale is None and folder is not None:
+            from recipes.loading import card_settings
+            from recipes.runs import read_model_card
+
+            scale = card_settings(read_model_card(folder))["score_scale"]
+        if scale is None:
+            raise ValueError(
+                "no score_scale: give the hparams a score_scale, a loss_fn with a scale, or a "
+                "classifier_folder whose model.json records one"
+            )
+        return float(scale)
 
     def interpretation_summary(self, **kwargs) -> dict:
         """``MetricsAccumulator.summary`` of the stage, over all processes (kwargs passed on).
@@ -308,7 +332,8 @@ class InterpretationScoring(DistributedRecipe):
         """Logs the test metrics; writes test_metrics.json and confusion_matrix.png.
 
         The JSON also records the label map (``labels``: label, target id and class name of each
-        row of the confusion matrix), the training and evaluation precision that ran, what the
+        row of the confusion matrix), the ``score_scale`` of the scaled suite (``ai``, ``ad``,
+        ``ag``, ``ff``, ``ff_mask_in``), the training and evaluation precision that ran, what the
         command asked for (``precision_requested``, ``eval_precision_requested``: e.g. ``auto``)
         and the dtypes the test stage's scores, maps and masks were really computed in
         (``eval_dtypes``).
@@ -323,6 +348,8 @@ class InterpretationScoring(DistributedRecipe):
                 self.hparams, "eval_precision_requested", self.eval_precision
             ),
             "eval_dtypes": dict(sorted(self.eval_dtypes.items())),
+            # ai, ad, ag, ff, ff_mask_in are at this scale; fid_i, fa, fa_mask_in, *_unscaled at 1
+            "score_scale": self.metrics_scale,
         }
         summary = self.interpretation_summary(
             quantile=quantile, n_params=n_params, extra={**extra, **precisions, "labels": labels}

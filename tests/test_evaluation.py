@@ -7,7 +7,7 @@ import pytest
 import torch
 from recipe_runs import run_script, tiny_args
 
-from interpreters.baselines import saliency_map
+from interpreters.attributions import saliency
 from interpreters.deletion import deletion_insertion
 from interpreters.localisation import localisation_scores
 from interpreters.maps import quantile_mask
@@ -40,13 +40,10 @@ def baseline(name, log_spec, classifier=None, generator=None):
 def test_saliency_of_a_linear_classifier_is_its_predicted_class_weights():
     weights = torch.randn(3, 4, 5)
 
-    def cosine_scores(x):  # a linear "classifier": score_c = <w_c, x>
-        return torch.einsum("btf,ctf->bc", x, weights)
-
+    model = LinearClassifier(weights)  # score_c = <w_c, x>
     log_spec = torch.rand(2, 4, 5)
-    predicted = cosine_scores(log_spec).argmax(dim=1)
-    saliency = saliency_map(cosine_scores, log_spec)
-    assert torch.allclose(saliency, weights[predicted].abs())
+    predicted = model.scores(log_spec).argmax(dim=1)
+    assert torch.allclose(saliency(model, log_spec), weights[predicted].abs())
     assert not log_spec.requires_grad  # the caller's tensor is untouched
 
 
@@ -263,6 +260,38 @@ def test_deletion_insertion_curves_on_a_tiny_model(classifier_runs):
         assert torch.allclose(curves["insertion"][:, 0], p_empty, atol=1e-6)
         for key in ("deletion_auc", "insertion_auc"):
             assert ((curves[key] >= 0) & (curves[key] <= 1)).all()
+
+
+def test_deletion_removes_the_cells_a_same_area_mask_keeps_on_a_map_with_ties():
+    generator = torch.Generator().manual_seed(7)
+    log_spec = torch.rand(2, 20, 30, generator=generator) + 0.5  # no zero cell: removal shows
+    ranking = torch.randint(0, 4, (2, 20, 30), generator=generator).float()  # 4 values: ties
+    weights = torch.randn(3, 20, 30, generator=generator)
+    inputs = []
+
+    def classify(x):  # records the inputs it is given
+        inputs.append(x.clone())
+        return torch.nn.functional.normalize(torch.einsum("btf,ctf->bc", x, weights), dim=1)
+
+    steps = 10
+    curves = deletion_insertion(classify, log_spec, ranking, steps, score_scale=30.0)
+    fractions = curves["fractions"].tolist()
+    for fraction, both in zip(fractions, inputs[1:], strict=True):  # inputs[0]: the clips
+        kept = quantile_mask(ranking, 1 - fraction)  # the same-area mask at q = 1 - f
+        deleted, inserted = both.chunk(2)
+        assert torch.equal(deleted == 0, kept.bool()), fraction  # exactly its cells removed
+        assert torch.equal(inserted != 0, kept.bool()), fraction  # and restored
+    again = deletion_insertion(classify, log_spec, ranking, steps, score_scale=30.0)
+    for key in ("deletion", "insertion", "deletion_scaled", "insertion_scaled"):
+        assert torch.equal(curves[key], again[key]), key  # the tie order is fixed
+    # Both scales come from the same forwards: softmax(s) and softmax(30 s) of the clip.
+    scores = classify(log_spec)
+    c = scores.argmax(dim=1, keepdim=True)
+    for suffix, scale in (("", 1.0), ("_scaled", 30.0)):
+        p_x = torch.softmax(scale * scores, dim=1).gather(1, c).squeeze(1)
+        assert torch.allclose(curves[f"deletion{suffix}"][:, 0], p_x, atol=1e-6)
+        auc = curves[f"deletion_auc{suffix}"]
+        assert ((auc >= 0) & (auc <= 1)).all()
 
 
 def test_deletion_insertion_script(classifier_runs, tmp_path):

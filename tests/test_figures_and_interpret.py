@@ -98,7 +98,8 @@ def test_table_report_in_the_papers_format(classifier_runs, piq_run, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     lines = (tmp_path / "table1.md").read_text().splitlines()
     assert lines[0] == (
-        "| Method | ACC | FID-I | FA | FA_mask_in | AI | AD | AG | SPS | COMP | #Params |"
+        "| Method | ACC | FID-I | FA | FA_mask_in | AI | AD | AG | FF | FF_mask_in | AI_unscaled "
+        "| AD_unscaled | AG_unscaled | SPS | COMP | Scale | #Params |"
     )
     assert [line.split(" | ")[0] for line in lines[2:]] == ["| FocalNet", "| ViT", "| FocalNet-PIQ"]
     with open(tmp_path / "table1.csv") as handle:

@@ -172,11 +172,13 @@ def test_probabilities_sum_to_one_without_scale():
     assert torch.allclose(result.sum(dim=-1), torch.ones(3))
     assert torch.allclose(result, torch.softmax(scores, dim=-1))
     assert torch.allclose(probabilities(scores.unsqueeze(1)), result)  # SpeechBrain [B, 1, n]
+    scaled = probabilities(scores, score_scale=30.0)  # the model's real probabilities
+    assert torch.allclose(scaled, torch.softmax(30.0 * scores, dim=-1))
 
 
 def test_all_ones_mask_keeps_prediction(batch):
     classify = ToyClassifier()
-    out = interpretation_scores(classify, batch, torch.ones_like(batch))
+    out = interpretation_scores(classify, batch, torch.ones_like(batch), score_scale=30.0)
     assert torch.equal(out["fid_i"], torch.ones(4))
     assert torch.equal(out["fa_mask_in"], torch.zeros(4))
     assert torch.equal(out["pred"], out["pred_int"])
@@ -185,7 +187,7 @@ def test_all_ones_mask_keeps_prediction(batch):
 
 
 def test_all_zeros_mask_has_zero_mask_out_faithfulness(batch):
-    out = interpretation_scores(ToyClassifier(), batch, torch.zeros_like(batch))
+    out = interpretation_scores(ToyClassifier(), batch, torch.zeros_like(batch), score_scale=30.0)
     assert torch.equal(out["fa"], torch.zeros(4))
     assert torch.equal(out["x_int"], torch.zeros_like(batch))
 
@@ -193,25 +195,29 @@ def test_all_zeros_mask_has_zero_mask_out_faithfulness(batch):
 def test_faithfulness_matches_hand_computation(batch):
     classify = ToyClassifier()
     mask = quantile_mask(upsample_map(torch.rand(4, 7, 7)), 0.9)
-    out = interpretation_scores(classify, batch, mask)
-    p_x = probabilities(classify(batch))
-    p_int = probabilities(classify(mask * batch))
-    p_out = probabilities(classify((1 - mask) * batch))
-    c = p_x.argmax(dim=-1)
+    out = interpretation_scores(classify, batch, mask, score_scale=30.0)
     rows = torch.arange(4)
-    assert torch.allclose(out["fa"], p_x[rows, c] - p_out[rows, c], atol=1e-6)
-    assert torch.allclose(out["fa_mask_in"], p_x[rows, c] - p_int[rows, c], atol=1e-6)
-    assert torch.equal(out["fid_i"], (p_int.argmax(dim=-1) == c).float())
+    for scale, names in ((1.0, ("fa", "fa_mask_in")), (30.0, ("ff", "ff_mask_in"))):
+        p_x = probabilities(classify(batch), scale)
+        p_int = probabilities(classify(mask * batch), scale)
+        p_out = probabilities(classify((1 - mask) * batch), scale)
+        c = p_x.argmax(dim=-1)
+        assert torch.allclose(out[names[0]], p_x[rows, c] - p_out[rows, c], atol=1e-6)
+        assert torch.allclose(out[names[1]], p_x[rows, c] - p_int[rows, c], atol=1e-6)
+        assert torch.equal(out["fid_i"], (p_int.argmax(dim=-1) == c).float())  # no scale
+        suffix = "" if scale > 1 else "_unscaled"
+        gain = torch.relu(p_int[rows, c] - p_x[rows, c]) / (1 - p_x[rows, c])
+        assert torch.allclose(out[f"ag{suffix}"], 100 * gain, rtol=1e-3, atol=1e-4)
 
 
 def test_interpretation_scores_counts_forwards(batch):
     classify = ToyClassifier()
     mask = torch.ones_like(batch)
-    interpretation_scores(classify, batch, mask)
-    assert classify.calls == 2  # x, then cat([x_int, x_out]) as one batch
+    interpretation_scores(classify, batch, mask, score_scale=30.0)
+    assert classify.calls == 2  # both scales  # x, then cat([x_int, x_out]) as one batch
     scores = classify(batch)
     classify.calls = 0
-    interpretation_scores(classify, batch, mask, scores=scores)
+    interpretation_scores(classify, batch, mask, scores=scores, score_scale=30.0)
     assert classify.calls == 1  # only the batched forward of x_int and x_out
 
 

@@ -16,7 +16,15 @@ from interpreters.metrics import (
     interpretation_scores,
     sparseness,
 )
-from recipes.ood import condition_waves, interferers, overlap, parse_condition
+from recipes.ood import (
+    AUTHORS_DRAWS,
+    authors_interferers,
+    condition_waves,
+    interferers,
+    overlap,
+    parse_condition,
+    protocol_waves,
+)
 from recipes.report import table_rows
 
 
@@ -38,17 +46,92 @@ def test_ai_ad_ag_known_answers():
     log_spec = torch.ones(1, 2, 2)
     mask = torch.full((1, 2, 2), 0.75)
     classify = _classifier_with_scores([1.0, 0.0], [2.0, 0.0], [0.0, 1.0])
-    out = interpretation_scores(classify, log_spec, mask)
-    p, o = 1 / (1 + math.exp(-1)), 1 / (1 + math.exp(-2))
-    assert float(out["ai"]) == 100.0  # p_c < o_c
-    assert float(out["ad"]) == 0.0
-    assert float(out["ag"]) == pytest.approx(100 * (o - p) / (1 - p), rel=1e-5)
-    assert float(out["fa"]) == pytest.approx(p - (1 - p), rel=1e-5)  # mask-out: p([0, 1])_0
+    out = interpretation_scores(classify, log_spec, mask, score_scale=3.0)
+
+    def sigmoid(z):
+        return 1 / (1 + math.exp(-z))
+
+    for suffix, k in (("_unscaled", 1.0), ("", 3.0)):  # scale 1, then the run's scale
+        p, o = sigmoid(k), sigmoid(2 * k)
+        assert float(out[f"ai{suffix}"]) == 100.0  # p_c < o_c
+        assert float(out[f"ad{suffix}"]) == 0.0
+        assert float(out[f"ag{suffix}"]) == pytest.approx(100 * (o - p) / (1 - p), rel=1e-5)
+    p, o, r = sigmoid(1), sigmoid(2), sigmoid(-1)
+    assert float(out["fa"]) == pytest.approx(p - r, rel=1e-5)  # mask-out: p([0, 1])_0
+    assert float(out["fa_mask_in"]) == pytest.approx(p - o, rel=1e-5)
+    assert float(out["ff"]) == pytest.approx(sigmoid(3) - sigmoid(-3), rel=1e-5)
+    assert float(out["ff_mask_in"]) == pytest.approx(sigmoid(3) - sigmoid(6), rel=1e-5)
     # The other way round: the interpretation lowers the probability.
     classify = _classifier_with_scores([2.0, 0.0], [1.0, 0.0], [0.0, 1.0])
-    out = interpretation_scores(classify, log_spec, mask)
-    assert float(out["ai"]) == 0.0 and float(out["ag"]) == 0.0
-    assert float(out["ad"]) == pytest.approx(100 * (o - p) / o, rel=1e-5)  # softmax once
+    out = interpretation_scores(classify, log_spec, mask, score_scale=3.0)
+    for suffix, k in (("_unscaled", 1.0), ("", 3.0)):
+        p, o = sigmoid(2 * k), sigmoid(k)
+        assert float(out[f"ai{suffix}"]) == 0.0 and float(out[f"ag{suffix}"]) == 0.0
+        assert float(out[f"ad{suffix}"]) == pytest.approx(100 * (p - o) / p, rel=1e-5)  # once
+
+
+def test_ag_and_ff_at_scale_1_and_at_scale_30_on_a_toy_cosine_classifier():
+    """Issue 23, point 2: the suite at scale 1 hides gains the model's real probabilities show.
+
+    Ten classes, each weight a unit vector e_j, the feature the clip's own 10-vector, so the
+    cosine scores are x_j / |x|, computed here by hand: x = (3, 2, ..., 2), the mask keeps
+    class 0's cell and 0.9 of the others.
+    """
+
+    def classify(log_spec):  # a cosine classifier: normalise(features) @ normalise(weights).T
+        features = torch.nn.functional.normalize(log_spec.mean(dim=1), dim=-1)
+        return features @ torch.eye(10).T
+
+    x = torch.tensor([3.0] + [2.0] * 9).reshape(1, 1, 10)
+    mask = torch.tensor([1.0] + [0.9] * 9).reshape(1, 1, 10)
+    out = interpretation_scores(classify, x, mask, score_scale=30.0)
+    norm_x, norm_int, norm_out = math.sqrt(9 + 9 * 4), math.sqrt(9 + 9 * 1.8**2), 0.2 * 2 * 3
+    cos = {  # (class 0, every other class)
+        "x": (3 / norm_x, 2 / norm_x),
+        "int": (3 / norm_int, 1.8 / norm_int),
+        "out": (0.0, 0.4 / norm_out),
+    }
+
+    def p_c(which, k):
+        own, other = cos[which]
+        return 1 / (1 + 9 * math.exp(-k * (own - other)))
+
+    expected = {}
+    for suffix, k in (("_unscaled", 1.0), ("", 30.0)):
+        p, o, r = p_c("x", k), p_c("int", k), p_c("out", k)
+        expected[f"ag{suffix}"] = 100 * (o - p) / (1 - p)
+        expected[f"ff{suffix}"] = p - r
+    # By hand: AG 0.53 % at scale 1, 72.3 % at scale 30; FF 0.0405 and 0.907.
+    assert expected["ag_unscaled"] == pytest.approx(0.526, abs=1e-3)
+    assert expected["ag"] == pytest.approx(72.3, abs=0.1)
+    assert float(out["ag_unscaled"]) == pytest.approx(expected["ag_unscaled"], rel=1e-4)
+    assert float(out["ag"]) == pytest.approx(expected["ag"], rel=1e-4)
+    assert float(out["fa"]) == pytest.approx(expected["ff_unscaled"], rel=1e-4)  # FF at 1 = FA
+    assert float(out["ff"]) == pytest.approx(expected["ff"], rel=1e-4)
+    assert float(out["ai"]) == float(out["ai_unscaled"]) == 100.0  # the gain is real at both
+    assert float(out["fid_i"]) == 1.0  # the argmax: no scale
+
+
+def test_ag_keeps_its_digits_when_the_probability_rounds_to_one():
+    # At scale 30 a cosine gap of 0.7 gives p_c = 1 - 7.6e-10: float32 rounds it to 1, so
+    # 1 - p_c computed from p_c would be 0 (AG 0 / 0); the suite uses the others' sum.
+    classify = _classifier_with_scores([0.7, 0.0], [0.8, 0.0], [0.0, 0.7])
+    out = interpretation_scores(
+        classify, torch.ones(1, 2, 2), torch.full((1, 2, 2), 0.75), score_scale=30.0
+    )
+    rest_x, rest_int = math.exp(-21) / (1 + math.exp(-21)), math.exp(-24) / (1 + math.exp(-24))
+    assert float(out["ag"]) == pytest.approx(100 * (rest_x - rest_int) / rest_x, rel=1e-5)
+    assert float(out["ff"]) == pytest.approx(1 - 2 * rest_x, abs=1e-6)
+
+
+@pytest.mark.parametrize("scale", [None, 0.0, -30.0, float("nan"), "thirty"])
+def test_the_scale_is_required_and_checked(scale):
+    log_spec = torch.ones(1, 2, 2)
+    classify = _classifier_with_scores([1.0, 0.0], [2.0, 0.0], [0.0, 1.0])
+    with pytest.raises(ValueError, match="score_scale must be a positive number"):
+        interpretation_scores(classify, log_spec, torch.full((1, 2, 2), 0.75), score_scale=scale)
+    with pytest.raises(TypeError, match="score_scale"):
+        interpretation_scores(classify, log_spec, torch.full((1, 2, 2), 0.75))
 
 
 def _quantus_sparseness(a):
@@ -95,7 +178,7 @@ def test_empty_masks_are_left_out_of_sps_and_comp_and_counted():
     log_spec = torch.rand(2, 3, 3)
     mask = torch.ones(2, 3, 3)
     mask[1] = 0.0
-    out = interpretation_scores(lambda x: x.flatten(1)[:, :2], log_spec, mask)
+    out = interpretation_scores(lambda x: x.flatten(1)[:, :2], log_spec, mask, score_scale=30.0)
     assert math.isnan(float(out["sps"][1])) and math.isnan(float(out["comp"][1]))
     accumulator = MetricsAccumulator(2)
     accumulator.add_scores(torch.tensor([0, 1]), out)
@@ -145,6 +228,34 @@ def test_conditions_parse_and_mixtures_use_another_class():
         interferers([1, 1])
 
 
+def test_the_authors_protocol_overlaps_each_clip_twice_with_interferers_of_any_class():
+    generator = torch.Generator().manual_seed(2)
+    waves, pool = torch.randn(5, 200, generator=generator), torch.randn(4, 200, generator=generator)
+    labels = [1] * 5  # one class only: the default protocol could not mix these clips
+    with pytest.raises(ValueError, match="two classes"):
+        protocol_waves(waves, labels, "mix:12", "next_other_class")
+    mixed, clip = protocol_waves(waves, labels, "mix:12.04", "authors", pool, seed=3)
+    assert clip == [i for i in range(5) for _ in range(AUTHORS_DRAWS)] and AUTHORS_DRAWS == 2
+    pairs = authors_interferers(5, 4, seed=3)
+    assert all(len(set(pair)) == 2 for pair in pairs)  # two different interferers a clip
+    draws = [j for pair in pairs for j in pair]
+    for row, (i, j) in enumerate(zip(clip, draws, strict=True)):
+        assert torch.equal(mixed[row], overlap(waves[i], pool[j], 12.04))
+        # mix:12.04 is eval.py's 0.8 s + 0.2 n (unit energies), up to the peak normalisation
+        authors = 0.8 * waves[i] / waves[i].norm() + 0.2 * pool[j] / pool[j].norm()
+        assert torch.allclose(mixed[row], authors / authors.abs().max(), atol=1e-3)
+    again, _ = protocol_waves(waves, labels, "mix:12.04", "authors", pool, seed=3)
+    assert torch.equal(mixed, again)  # seeded
+    noisy, clip = protocol_waves(waves, labels, "noise:6.02", "authors", pool, seed=3)
+    assert noisy.shape == (10, 200) and not torch.equal(noisy[0], noisy[1])  # two noise draws
+    clean, clip = protocol_waves(waves, labels, "clean", "authors", pool)
+    assert torch.equal(clean, waves) and clip == list(range(5))  # each clean clip once
+    with pytest.raises(ValueError, match="next_other_class, authors"):
+        protocol_waves(waves, labels, "clean", "shuffled")
+    with pytest.raises(ValueError, match="pool of interferers"):
+        protocol_waves(waves, labels, "mix:6", "authors")
+
+
 def test_ood_eval_end_to_end(classifier_runs, piq_run, tmp_path):
     folder = classifier_runs["focalnet"]
     args = [
@@ -175,7 +286,22 @@ def test_ood_eval_end_to_end(classifier_runs, piq_run, tmp_path):
     # Clean by-design row = the run's own test metrics (same clips, same q, same masks).
     own = json.loads((folder / "test_metrics.json").read_text())
     clean = next(r for r in rows if r["condition"] == "clean" and r["method"] == "by_design")
-    for key in ("acc", "fid_i", "fa", "fa_mask_in", "ai", "ad", "ag", "sps", "comp"):
+    assert own["score_scale"] == float(clean["score_scale"]) == 30.0  # hparams/focalnet.yaml
+    for key in ("acc", *METRIC_KEYS):  # both scales: the recipe and the study pass the same
         assert float(clean[key]) == pytest.approx(own[key], abs=1e-5), key
+    assert {r["protocol"] for r in rows} == {"next_other_class"}
+    piq = json.loads((piq_run / "test_metrics.json").read_text())
+    assert piq["score_scale"] == 30.0  # PIQ's: its classifier run's model.json
+    # The authors' protocol: the validation clips, two test-fold interferers each.
+    authors_out = tmp_path / "authors"
+    args = [f"--model_folder={folder}", "--methods", "by_design", "--protocol", "authors"]
+    result = run_script("ood_eval.py", [*args, f"--output_folder={authors_out}"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(authors_out / "ood.csv", newline="") as handle:
+        authors = {r["condition"]: r for r in csv.DictReader(handle)}
+    assert list(authors) == ["clean", "noise:6.02", "mix:12.04"]  # the authors' levels
+    assert {r["protocol"] for r in authors.values()} == {"authors"}
+    n_valid = int(authors["clean"]["n_clips"])
+    assert n_valid > 0 and int(authors["mix:12.04"]["n_clips"]) == 2 * n_valid
     result = run_script("ood_eval.py", [f"--model_folder={folder}", "--conditions", "wind:3"])
     assert result.returncode != 0 and "wind:3" in result.stderr
