@@ -3,9 +3,10 @@
 A FID-I means little until it is compared with trivial masks of the same area:
 
 - ``random``: uniform noise (a seeded generator), i.e. a random 1 - q share of the cells;
-- ``energy``: the log-spectrogram itself, i.e. the loudest 1 - q share of the cells;
-- ``saliency``: |d s_c / d log_spec|, the gradient of the predicted class's cosine score with
-  respect to the input (Simonyan et al., 2014), computed with autograd on the same classifier.
+- ``energy``: the log-spectrogram itself, i.e. the loudest 1 - q share of the cells.
+
+The gradient baselines (saliency and the other attribution methods) are Captum's:
+``interpreters.attributions``.
 
 Each returns a map [B, T, F] that ``interpreters.maps.quantile_mask`` thresholds; their entries in
 the method registry (``interpreters.methods``) call them.
@@ -21,8 +22,6 @@ tensor([[[0., 1.],
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 
 
@@ -35,16 +34,3 @@ def random_map(log_spec: torch.Tensor, generator: torch.Generator | None = None)
 def energy_map(log_spec: torch.Tensor) -> torch.Tensor:
     """The log-spectrogram: thresholding it keeps the loudest cells."""
     return log_spec.detach().float()
-
-
-def saliency_map(cosine_scores: Callable, log_spec: torch.Tensor) -> torch.Tensor:
-    """|gradient of the predicted class's score| with respect to the log-spectrogram.
-
-    ``cosine_scores`` maps [B, T, F] to [B, n_classes] *with* autograd enabled.
-    """
-    with torch.enable_grad():
-        x = log_spec.detach().clone().requires_grad_(True)
-        scores = cosine_scores(x)
-        predicted = scores.argmax(dim=1, keepdim=True)
-        scores.gather(1, predicted).sum().backward()
-    return x.grad.detach().abs()

@@ -1,7 +1,8 @@
 """The method registry: every interpretation method, what it needs, and how it makes a mask.
 
 Each ``Method`` declares its ``name`` (the word on every command line), a ``label`` for tables,
-what it ``needs`` (``"nothing"``, ``"gradients"`` or ``"run"``: a trained interpreter), whether
+what it ``needs`` (``"nothing"``, ``"forwards"`` (extra forwards of the classifier),
+``"gradients"`` or ``"run"``: a trained interpreter), whether
 its mask is ``"hard"`` (a same-area mask: its map thresholded at quantile q, the paper's
 protocol) or ``"soft"`` (the method outputs a mask in [0, 1]), which of the classifier's outputs
 it reads (``"map"``: the by-design map; ``"stages"``; the feature grid always comes), and one
@@ -17,8 +18,10 @@ module use them, so a method added here appears everywhere. Adding a method = on
 
 Example
 -------
->>> [name for name in METHODS]
-['by_design', 'random', 'energy', 'saliency', 'gradcam', 'piq', 'lmac']
+>>> [name for name in METHODS][:7]
+['by_design', 'random', 'energy', 'saliency', 'integrated_gradients', 'smoothgrad', 'gradient_shap']
+>>> [name for name in METHODS if name.endswith(("_soft", "_hard"))][-3:]
+['gradcam_soft', 'piq_hard', 'lmac_hard']
 >>> METHODS["gradcam"].needs, METHODS["gradcam"].mask, METHODS["piq"].needs, METHODS["piq"].mask
 ('gradients', 'hard', 'run', 'soft')
 """
@@ -30,7 +33,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from interpreters.baselines import energy_map, random_map, saliency_map
+from interpreters import attributions
+from interpreters.baselines import energy_map, random_map
 from interpreters.gradcam import gradcam
 from interpreters.lmac import LMACDecoder
 from interpreters.maps import quantile_mask, upsample_map
@@ -64,9 +68,10 @@ class MethodBatch:
     interpreter: torch.nn.Module | None = None
 
     @property
-    def predicted(self) -> torch.Tensor:
-        """The predicted class of each clip [B]."""
-        return self.outputs["scores"].argmax(dim=1)
+    def predicted(self) -> torch.Tensor | None:
+        """The predicted class of each clip [B] (None when ``outputs`` holds no scores)."""
+        scores = self.outputs.get("scores")
+        return None if scores is None else scores.argmax(dim=1)
 
 
 @dataclass(frozen=True)
@@ -95,6 +100,12 @@ class Method:
     description: str
     outputs: tuple[str, ...] = ()
     run: TrainedRun | None = field(default=None)
+    base: str | None = None
+
+    @property
+    def run_name(self) -> str:
+        """The method whose trained run this one reads: itself, or the one it is a variant of."""
+        return self.base or self.name
 
 
 def _by_design(batch: MethodBatch) -> torch.Tensor:
@@ -177,8 +188,48 @@ METHODS: dict[str, Method] = {
             "saliency",
             "gradients",
             "hard",
-            lambda batch: saliency_map(batch.classifier.scores, batch.log_spec),
-            "|d s_c / d log_spec| (Simonyan et al., 2014)",
+            lambda batch: attributions.saliency(batch.classifier, batch.log_spec, batch.predicted),
+            "|d s_c / d log_spec| (Simonyan et al., 2014; Captum Saliency)",
+        ),
+        Method(
+            "integrated_gradients",
+            "Integrated Gradients",
+            "gradients",
+            "hard",
+            lambda batch: attributions.integrated_gradients(
+                batch.classifier, batch.log_spec, target=batch.predicted
+            ),
+            "|IG| from the silent clip, 32 steps (Sundararajan et al., 2017; Captum)",
+        ),
+        Method(
+            "smoothgrad",
+            "SmoothGrad",
+            "gradients",
+            "hard",
+            lambda batch: attributions.smoothgrad(
+                batch.classifier, batch.log_spec, batch.generator, batch.predicted
+            ),
+            "saliency averaged over 8 noisy copies (Smilkov et al., 2017; Captum NoiseTunnel)",
+        ),
+        Method(
+            "gradient_shap",
+            "GradientSHAP",
+            "gradients",
+            "hard",
+            lambda batch: attributions.gradient_shap(
+                batch.classifier, batch.log_spec, batch.generator, batch.predicted
+            ),
+            "|expected gradients| from silent and mean-level baselines (Lundberg and Lee, 2017)",
+        ),
+        Method(
+            "occlusion",
+            "Occlusion",
+            "forwards",
+            "hard",
+            lambda batch: attributions.occlusion(
+                batch.classifier, batch.log_spec, target=batch.predicted
+            ),
+            "the score drop when a 43 x 51 window is zeroed (Zeiler and Fergus, 2014; Captum)",
         ),
         Method(
             "gradcam",
@@ -209,6 +260,71 @@ METHODS: dict[str, Method] = {
         ),
     )
 }
+
+
+ATTRIBUTION_METHODS = (
+    "saliency",
+    "integrated_gradients",
+    "smoothgrad",
+    "gradient_shap",
+    "occlusion",
+    "gradcam",
+)
+
+
+def soft_mask(values: torch.Tensor) -> torch.Tensor:
+    """|map| divided by its per-clip maximum: a soft mask in [0, 1] (the L-MAC paper's
+    protocol for attribution baselines); a clip whose map is all 0 gets 0.
+
+    Example
+    -------
+    >>> soft_mask(torch.tensor([[[1.0, -4.0], [2.0, 0.0]]]))
+    tensor([[[0.2500, 1.0000],
+             [0.5000, 0.0000]]])
+    """
+    magnitude = values.abs().float()
+    peak = magnitude.flatten(1).amax(dim=1).view(-1, *([1] * (values.dim() - 1)))
+    return magnitude / peak.clamp_min(torch.finfo(torch.float32).tiny)
+
+
+def _soft_variant(base: Method) -> Method:
+    return Method(
+        f"{base.name}_soft",
+        f"{base.label} (soft)",
+        base.needs,
+        "soft",
+        lambda batch: soft_mask(base.compute(batch)),
+        f"{base.name}'s map as a soft mask: |map| / its per-clip maximum",
+        outputs=base.outputs,
+        base=base.name,
+    )
+
+
+def _same_area_variant(base: Method) -> Method:
+    return Method(
+        f"{base.name}_hard",
+        f"{base.label} (same area)",
+        base.needs,
+        "hard",
+        base.compute,
+        f"{base.name}'s soft mask thresholded at q like every same-area mask",
+        outputs=base.outputs,
+        run=base.run,
+        base=base.name,
+    )
+
+
+# Every comparison between equal areas, or said not to be: each attribution method also as a
+# soft mask, each trained soft mask also thresholded at q.
+METHODS.update(
+    {
+        variant.name: variant
+        for variant in [
+            *(_soft_variant(METHODS[name]) for name in ATTRIBUTION_METHODS),
+            *(_same_area_variant(m) for m in list(METHODS.values()) if m.run is not None),
+        ]
+    }
+)
 
 
 def get_method(name: str) -> Method:
@@ -254,14 +370,14 @@ def method_maps(
     """
     entries = [get_method(name) for name in methods]
     trained = trained or {}
-    missing = [m.name for m in entries if m.needs == "run" and m.name not in trained]
+    missing = [m.name for m in entries if m.needs == "run" and m.run_name not in trained]
     if missing:
         raise ValueError(f"methods {missing} need a trained run: give it with --runs")
     wanted = {output for method in entries for output in method.outputs}
     outputs = classifier(log_spec, with_map="map" in wanted, with_stages="stages" in wanted)
     maps = {}
     for method in entries:
-        batch = MethodBatch(log_spec, outputs, classifier, generator, trained.get(method.name))
+        batch = MethodBatch(log_spec, outputs, classifier, generator, trained.get(method.run_name))
         maps[method.name] = check_map(method.name, method.compute(batch))
     return outputs["scores"], maps
 

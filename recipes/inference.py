@@ -60,7 +60,7 @@ class AudioInterpreter:
         self.model = model
         self.method = get_method(method).name
         self.trained = dict(trained or {})
-        if get_method(method).needs == "run" and method not in self.trained:
+        if get_method(method).needs == "run" and get_method(method).run_name not in self.trained:
             raise RunFolderError(f"method {method!r} needs its trained run")
         self.quantile = float(model.quantile if quantile is None else quantile)
         self.seed = seed

@@ -333,7 +333,7 @@ def resolve_methods(model_folder, methods=None, runs=(), device="cpu", quantile=
             method = get_method(name)
         except ValueError as error:
             raise RunFolderError(str(error)) from None
-        if method.needs == "run" and name not in trained:
+        if method.needs == "run" and method.run_name not in trained:
             raise RunFolderError(
                 f"--methods {name} needs a {method.run.script} run on {model.folder}: give it "
                 "with --runs"
