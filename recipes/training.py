@@ -305,8 +305,9 @@ class InterpretationScoring(DistributedRecipe):
         (``interpreters.metrics``) and ``test_metrics.json`` records it.
         """
         scale = getattr(self.hparams, "score_scale", None)
-        if scale is None:
-            scale = getattr(getattr(self.hparams, "loss_fn", None), "scale", None)
+        for loss in ("loss_fn", "compute_cost"):  # the paper's recipes; the from-scratch ones
+            if scale is None:
+                scale = getattr(getattr(self.hparams, loss, None), "scale", None)
         folder = getattr(self.hparams, "classifier_folder", None)
         if scale is None and folder is not None:
             from recipes.loading import card_settings

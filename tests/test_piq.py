@@ -166,6 +166,7 @@ def test_checkpoint_with_the_best_validation_fid_i_is_kept_and_used_for_the_test
         "classifier_folder": tmp_path / "classifier",
         "data_folder": tmp_path / "data",
         "mask_threshold": 0.35,
+        "score_scale": 30.0,  # the frozen classifier's (no real run folder here)
     }
     checkpointer = AtomicCheckpointer(
         tmp_path / "save", {"interpreter": interpreter, "counter": counter}
