@@ -4,30 +4,35 @@
     python cross_validate.py hparams/focalnet.yaml --data_folder=/path/to/ESC-50 \
         --output_folder=results/cv-focalnet [--folds 1 2 3 4 5] [--seeds 1234 1235] \
         [--validation {previous,none}] \
-        [--piq_hparams hparams/piq_focalnet.yaml] [--classifier_args="..."] [--piq_args="..."] \
-        [-- overrides for both recipes ...]
+        [--train piq=hparams/piq_focalnet.yaml lmac=hparams/lmac_focalnet.yaml] \
+        [--methods by_design gradcam piq lmac ...] \
+        [--classifier_args="..."] [--method_args "piq=..."] [-- overrides for every recipe ...]
 
 For each test fold t (the fold before it validates, the other three train; with --validation=none
 the other four train and the last epoch's model is tested: ESC-10's standard protocol) and seed s,
-runs
-train_classifier.py into <output_folder>/fold<t>/seed<s> (and, with --piq_hparams, train_piq.py
-into .../piq), skipping runs that already wrote test_metrics.json, so an interrupted
-cross-validation resumes. Then writes cv_runs.csv (one row per run), cv_summary.csv (mean and
-std of ACC, FID-I, FA, FA_mask_in per method) and cv_summary.png in the output folder.
+runs train_classifier.py into <output_folder>/fold<t>/seed<s> and, for each --train NAME=YAML, the
+trained method's recipe (train_piq.py, train_lmac.py: the registry says which) into .../NAME,
+skipping runs that already wrote test_metrics.json, so an interrupted cross-validation resumes.
+Each run's test fold is then scored with every --methods entry (registry names, as in every study;
+default: by_design and the trained methods) at the classifier's q, as sweep_quantile.py scores one
+q, and kept in the run's cv_scores.csv. Writes cv_runs.csv (one row per run and method),
+cv_summary.csv (mean and std of every metric per method) and cv_summary.png in the output folder.
 Arguments after `--` go to every recipe run (e.g. `--number_of_epochs=50`); --classifier_args=
-and --piq_args= (quoted strings, given with "=") only to train_classifier.py or train_piq.py.
+(a quoted string, given with "=") only to train_classifier.py, --method_args NAME="..." only to
+the recipe of the trained method NAME.
 """
 
 import argparse
-import json
 import shlex
 import subprocess
 import sys
 from pathlib import Path
 
-from recipes.crossval import ESC50_FOLDS, METRICS, aggregate, fold_split
+from interpreters.methods import METHODS
+from recipes.cli import run_main
+from recipes.crossval import ESC50_FOLDS, METRICS, aggregate, fold_split, score_run
 from recipes.outputs import save_cv_png, write_csv_rows, written_together
-from recipes.report import method_label
+from recipes.runs import RunFolderError, read_model_card
 
 REPO = Path(__file__).resolve().parent
 
@@ -40,7 +45,18 @@ def run_recipe(script, hparams, output, extra):
     print(f"{script} {hparams} -> {output}", flush=True)
     result = subprocess.run([sys.executable, str(REPO / script), hparams, *extra], cwd=REPO)
     if result.returncode != 0:
-        sys.exit(f"cross_validate.py: {script} failed for {output} (exit {result.returncode})")
+        raise RunFolderError(f"{script} failed for {output} (exit {result.returncode})")
+
+
+def _named(values, what, parser) -> dict:
+    """``NAME=VALUE`` strings as a dict (a parser error naming a malformed one)."""
+    named = {}
+    for value in values:
+        name, sep, rest = value.partition("=")
+        if not sep or not name:
+            parser.error(f"{what} takes NAME=VALUE entries; got {value!r}")
+        named[name] = rest
+    return named
 
 
 def main(argv=None):
@@ -61,17 +77,41 @@ def main(argv=None):
         help="previous: the fold before the test fold validates (default); none: train on the "
         "other four folds and test the last epoch's model",
     )
-    parser.add_argument("--piq_hparams", default=None, help="also train PIQ on every run")
+    trainable = [name for name, method in METHODS.items() if method.run and not method.base]
+    parser.add_argument(
+        "--train",
+        nargs="+",
+        default=[],
+        metavar="NAME=YAML",
+        help=f"trained methods to train on every run ({', '.join(trainable)}) and their YAML",
+    )
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        choices=list(METHODS),
+        default=None,
+        metavar="METHOD",
+        help="methods to score on every run (default: by_design and the --train ones)",
+    )
     parser.add_argument("--classifier_args", default="", help="for train_classifier.py only")
-    parser.add_argument("--piq_args", default="", help="for train_piq.py only")
+    parser.add_argument(
+        "--method_args", nargs="+", default=[], metavar="NAME=ARGS", help="for one recipe only"
+    )
+    parser.add_argument("--batch_size", type=int, default=16, help="of the scoring pass")
+    parser.add_argument("--device", default="cpu", help="of the scoring pass")
     args = parser.parse_args(argv)
-    if args.piq_hparams and args.validation == "none":
-        parser.error("--piq_hparams needs validation folds (PIQ selects on validation FID-I)")
+    train = _named(args.train, "--train", parser)
+    method_args = _named(args.method_args, "--method_args", parser)
+    for name in [*train, *method_args]:
+        if name not in trainable:
+            parser.error(f"{name} is not a trained method: choose among {', '.join(trainable)}")
+    if train and args.validation == "none":
+        parser.error("--train needs validation folds (trained methods select on validation)")
     output = Path(args.output_folder).resolve()
     rows = []
     for test_fold in args.folds:
         try:
-            train, valid, test = fold_split(test_fold, validate=args.validation == "previous")
+            train_folds, valid, test = fold_split(test_fold, validate=args.validation == "previous")
         except ValueError as error:
             parser.error(str(error))
         for seed in args.seeds:
@@ -79,7 +119,7 @@ def main(argv=None):
             common = [
                 f"--data_folder={args.data_folder}",
                 f"--seed={seed}",
-                f"--train_folds={train}",
+                f"--train_folds={train_folds}",
                 f"--valid_folds={valid}",
                 f"--test_folds={test}",
                 *extra,
@@ -90,30 +130,35 @@ def main(argv=None):
                 f"--output_folder={run}",
             ]
             run_recipe("train_classifier.py", args.hparams, run, classifier_args)
-            runs = [run]
-            if args.piq_hparams:
-                piq = run / "piq"
+            method_runs = []
+            for name, hparams in train.items():
+                folder = run / name
                 run_recipe(
-                    "train_piq.py",
-                    args.piq_hparams,
-                    piq,
+                    METHODS[name].run.script,
+                    hparams,
+                    folder,
                     [
                         *common,
-                        *shlex.split(args.piq_args),
-                        f"--output_folder={piq}",
+                        *shlex.split(method_args.get(name, "")),
+                        f"--output_folder={folder}",
                         f"--classifier_folder={run}",
                     ],
                 )
-                runs.append(piq)
-            for folder in runs:
-                metrics = json.loads((folder / "test_metrics.json").read_text())
+                method_runs.append(folder)
+            scores = score_run(
+                run, args.methods, method_runs, args.data_folder, args.batch_size, args.device
+            )
+            backbone = read_model_card(run)["backbone"]
+            for row in scores:
                 rows.append(
                     {
                         "fold": test_fold,
                         "seed": seed,
-                        "method": method_label({**metrics, "quantile": None}),
-                        **{key: metrics[key] for key in METRICS},
-                        "run": str(folder),
+                        "backbone": backbone,
+                        "method": row["method"],
+                        "q": row["q"],
+                        **{key: row[key] for key in METRICS},
+                        "run": str(run),
                     }
                 )
     summary = aggregate(rows)
@@ -123,14 +168,15 @@ def main(argv=None):
         save_cv_png(summary, staging / "cv_summary.png")
     for entry in summary:
         print(
-            f"{entry['method']:>14s} ({entry['n_runs']} runs): "
+            f"{entry['method']:>22s} ({entry['n_runs']} runs): "
             + ", ".join(
                 f"{metric} {entry[metric + '_mean']:.4f} +- {entry[metric + '_std']:.4f}"
-                for metric in METRICS
+                for metric in ("acc", "fid_i", "fa", "ai", "ag")
+                if entry[metric + "_mean"] is not None
             )
         )
     print(f"wrote {output}/cv_runs.csv, cv_summary.csv, cv_summary.png")
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main, sys.argv[1:])

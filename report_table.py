@@ -17,6 +17,7 @@ output folder), e.g. for runs made before pages existed, and prints their paths.
 import argparse
 import sys
 
+from recipes.cli import run_main
 from recipes.report import (
     baseline_rows,
     markdown_table,
@@ -41,21 +42,15 @@ def main(argv=None):
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     if args.html:
         for folder in args.runs:
-            try:
-                print(write_report_page(folder))
-            except FileNotFoundError as error:
-                sys.exit(f"report_table.py: {error}")
+            print(write_report_page(folder))
         return
-    try:
-        rows = table_rows([read_run_metrics(folder) for folder in args.runs])
-        if args.sweep:
-            rows += baseline_rows(args.sweep, args.q)
-    except (FileNotFoundError, KeyError, ValueError) as error:
-        sys.exit(f"report_table.py: {error}")
+    rows = table_rows([read_run_metrics(folder) for folder in args.runs])
+    if args.sweep:
+        rows += baseline_rows(args.sweep, args.q)
     write_table(rows, f"{args.output}.md", f"{args.output}.csv")
     print(markdown_table(rows), end="")
     print(f"wrote {args.output}.md and {args.output}.csv")
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main, sys.argv[1:])

@@ -500,32 +500,6 @@ class MetricsAccumulator:
         return summary
 
 
-def with_scales_told_apart(metrics: dict[str, Any]) -> dict[str, Any]:
-    """``metrics`` (a ``test_metrics.json``, a sweep or ``ood.csv`` row) with its suite named by
-    scale: a summary written before the suite had two scales (no ``score_scale`` key) computed
-    ``ai``, ``ad``, ``ag`` at scale 1, so they move to ``*_unscaled`` and the scaled ones become
-    None. Newer summaries are returned as they are (a copy).
-
-    Example
-    -------
-    >>> old = with_scales_told_apart({"fid_i": 0.3, "ai": 5.0, "ad": 28.8, "ag": 0.03})
-    >>> old["ai"], old["ai_unscaled"], old["ag_unscaled"]
-    (None, 5.0, 0.03)
-    >>> with_scales_told_apart({"ai": 50.0, "score_scale": 30.0})["ai"]
-    50.0
-    """
-    metrics = dict(metrics)
-    if metrics.get("score_scale") not in (None, "", "None"):
-        return metrics
-    for key in ("ai", "ad", "ag"):
-        if metrics.get(f"{key}_unscaled") in (None, "", "None") and key in metrics:
-            metrics[f"{key}_unscaled"] = metrics[key]
-        metrics[key] = None
-    for key in ("ff", "ff_mask_in"):
-        metrics.setdefault(key, None)
-    return metrics
-
-
 def _json_default(value: Any) -> Any:
     """Tensors and numpy values as plain Python for ``json.dump``."""
     if hasattr(value, "tolist"):

@@ -44,6 +44,11 @@ from data_prep.esc50 import ESC50Error, check_folds
 logger = logging.getLogger(__name__)
 
 
+class SettingsError(ValueError):
+    """A recipe's command line or YAML settings cannot run (the message says which key and what
+    to do); ``run_main`` ends the script with it in one line."""
+
+
 def _pop_overrides_file(argv: list[str]) -> tuple[list[str], str | None]:
     rest, path = [], None
     args = iter(argv)
@@ -53,7 +58,7 @@ def _pop_overrides_file(argv: list[str]) -> tuple[list[str], str | None]:
         elif arg == "--overrides_file":
             path = next(args, None)
             if path is None:
-                sys.exit("--overrides_file needs a path to a YAML file")
+                raise SettingsError("--overrides_file needs a path to a YAML file")
         else:
             rest.append(arg)
     return rest, path
@@ -70,15 +75,15 @@ def load_hparams(argv: list[str] | None = None) -> tuple[dict, dict, str, dict]:
     sb.utils.distributed.ddp_init_group(run_opts)  # under torchrun; a no-op otherwise
     problem = check_settings(hparams_file, overrides)
     if problem:
-        sys.exit(f"{_script()}: {problem}")
+        raise SettingsError(problem)
     if run_opts.get("test_only"):
         problem = _test_only_problem(hparams_file, overrides)
         if problem:
-            sys.exit(f"{_script()}: {problem}")
+            raise SettingsError(problem)
     overrides = _with_data_n_classes(hparams_file, overrides)
     problem = _run_folder_problem(hparams_file, overrides)
     if problem:
-        sys.exit(f"{_script()}: {problem}")
+        raise SettingsError(problem)
     with open(hparams_file) as handle:
         hparams = load_hyperpyyaml(handle, overrides)
     sb.create_experiment_directory(
@@ -118,7 +123,7 @@ def parse_command(argv: list[str] | None = None) -> tuple[str, object, dict, set
     overrides = {}
     if overrides_file is not None:
         if not os.path.isfile(overrides_file):
-            sys.exit(f"--overrides_file: {overrides_file} does not exist")
+            raise SettingsError(f"--overrides_file: {overrides_file} does not exist")
         with open(overrides_file) as handle:
             overrides = yaml.safe_load(handle) or {}
     if cli_overrides:  # command-line values win over the file's
@@ -479,8 +484,9 @@ def out_of_range(key, value, integer, lowest, lowest_allowed, highest, what) -> 
 def run_main(main, argv=None):
     """Runs an entry script's ``main``; the project's own errors end it with one line, exit 1.
 
-    ``ESC50Error`` (data), ``RunFolderError`` (run folders), ``AudioReadError`` (audio files)
-    and ``DownloadError`` (weights neither cached nor downloadable, ``recipes.offline``) carry
+    ``ESC50Error`` (data), ``RunFolderError`` (run folders), ``AudioReadError`` (audio files),
+    ``SettingsError`` (the command line and YAML, ``load_hparams``) and ``DownloadError``
+    (weights neither cached nor downloadable, ``recipes.offline``) carry
     messages written for the user: a traceback would bury them.
     """
     from data_prep.audio import AudioReadError
@@ -489,7 +495,7 @@ def run_main(main, argv=None):
 
     try:
         return main(argv)
-    except (ESC50Error, RunFolderError, AudioReadError, DownloadError) as error:
+    except (ESC50Error, RunFolderError, AudioReadError, DownloadError, SettingsError) as error:
         sys.exit(f"{_script()}: {error}")
 
 
@@ -545,31 +551,24 @@ def _test_only_problem(hparams_file, overrides: dict) -> str | None:
 def _with_data_n_classes(hparams_file, overrides: dict) -> dict:
     """``overrides`` with ``n_classes`` set to the number of classes of the recipe's data.
 
-    Exits with one line when the YAML (or the command line) gives another number, or when the
-    data cannot be read.
+    A ``SettingsError`` when the YAML (or the command line) gives another number, an
+    ``ESC50Error`` when the data cannot be read.
     """
     preview = _preview(hparams_file, overrides)
-    script = _script()
     folds = ("train_folds", "valid_folds", "test_folds")
     if preview and all(key in preview for key in folds):
-        try:
-            check_folds(*(preview[key] for key in folds))
-        except ESC50Error as error:
-            sys.exit(f"{script}: {error}")
+        check_folds(*(preview[key] for key in folds))  # ESC50Error: one line from run_main
     if not preview or "n_classes" not in preview or "data_folder" not in preview:
         return overrides
-    try:
-        n_data, where = expected_n_classes(
-            str(preview["data_folder"]),
-            subset=str(preview.get("subset", "esc50")),
-            make_synthetic=bool(preview.get("make_synthetic_data", False)),
-            synthetic_n_classes=int(preview.get("synthetic_n_classes", 10)),
-        )
-    except ESC50Error as error:
-        sys.exit(f"{script}: {error}")
+    n_data, where = expected_n_classes(
+        str(preview["data_folder"]),
+        subset=str(preview.get("subset", "esc50")),
+        make_synthetic=bool(preview.get("make_synthetic_data", False)),
+        synthetic_n_classes=int(preview.get("synthetic_n_classes", 10)),
+    )
     mismatch = n_classes_mismatch(preview["n_classes"], n_data, where)
     if mismatch:
-        sys.exit(f"{script}: {mismatch}")
+        raise SettingsError(mismatch)
     return {**overrides, "n_classes": n_data}
 
 

@@ -21,9 +21,27 @@ Example
 from __future__ import annotations
 
 import statistics
+from pathlib import Path
 
 ESC50_FOLDS = (1, 2, 3, 4, 5)
-METRICS = ("acc", "fid_i", "fa", "fa_mask_in")
+# every column of the interpretation suite (``recipes.sweep.SWEEP_COLUMNS``): the paper's FID-I / FA
+# at scale 1, L-MAC's suite at the run's score_scale and at scale 1, SPS / COMP of the masks
+METRICS = (
+    "acc",
+    "fid_i",
+    "fa",
+    "fa_mask_in",
+    "ai",
+    "ad",
+    "ag",
+    "ff",
+    "ff_mask_in",
+    "ai_unscaled",
+    "ad_unscaled",
+    "ag_unscaled",
+    "sps",
+    "comp",
+)
 
 
 def fold_split(test_fold: int, folds=ESC50_FOLDS, validate: bool = True) -> tuple[list, list, list]:
@@ -39,14 +57,56 @@ def fold_split(test_fold: int, folds=ESC50_FOLDS, validate: bool = True) -> tupl
 
 
 def aggregate(rows: list[dict]) -> list[dict]:
-    """Mean and sample standard deviation of each metric per method over the runs."""
+    """Mean and sample standard deviation of each metric per method over the runs (a metric a
+    row does not hold, None or absent, is left out of its mean; None when no row holds it)."""
     summary = []
     for method in dict.fromkeys(row["method"] for row in rows):
         picked = [row for row in rows if row["method"] == method]
         entry = {"method": method, "n_runs": len(picked)}
         for metric in METRICS:
-            values = [float(row[metric]) for row in picked]
-            entry[f"{metric}_mean"] = statistics.fmean(values)
+            values = [float(row[metric]) for row in picked if _given(row.get(metric))]
+            entry[f"{metric}_mean"] = statistics.fmean(values) if values else None
             entry[f"{metric}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
         summary.append(entry)
     return summary
+
+
+def _given(value) -> bool:
+    return value not in (None, "", "None")
+
+
+SCORES_FILE = "cv_scores.csv"
+
+
+def score_run(run, methods=None, runs=(), data_folder=None, batch_size=16, device="cpu"):
+    """The interpretation suite of ``methods`` on a classifier run's test fold, at its q.
+
+    ``run`` is a ``train_classifier.py`` folder and ``runs`` its trained methods' folders
+    (``recipes.loading.resolve_methods``: the same ``--methods`` / ``--runs`` as every study).
+    Scored exactly as ``sweep_quantile.py`` scores one q (``recipes.sweep.sweep_quantiles``).
+    The rows are kept in ``<run>/cv_scores.csv``: a method already scored there is read back, so
+    a resumed cross-validation scores only what it has not.
+
+    Returns
+    -------
+    list of dict
+        One row per method: ``method``, ``q`` (None for a soft mask) and ``METRICS``.
+    """
+    import speechbrain as sb
+
+    from recipes.loading import resolve_methods
+    from recipes.runs import run_split_dataset
+    from recipes.sweep import read_sweep_csv, sweep_quantiles, write_sweep_csv
+
+    path = Path(run) / SCORES_FILE
+    kept = {row["method"]: row for row in read_sweep_csv(path)} if path.is_file() else {}
+    model, trained, methods = resolve_methods(run, methods, runs, device)
+    missing = [name for name in methods if name not in kept]
+    if missing:
+        print(f"{run}: scoring {', '.join(missing)} on the test fold", flush=True)
+        dataset = run_split_dataset(run, "test", data_folder)
+        loader = sb.dataio.dataloader.make_dataloader(dataset, batch_size=batch_size)
+        for row in sweep_quantiles(model, loader, [model.quantile], missing, trained):
+            kept[row["method"]] = row
+        write_sweep_csv(list(kept.values()), path, extra_columns=["method"])
+    return [kept[name] for name in methods]

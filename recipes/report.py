@@ -33,7 +33,6 @@ from pathlib import Path
 
 from data_prep.atomic import atomic_path
 from interpreters.methods import METHODS
-from interpreters.metrics import with_scales_told_apart
 from recipes.backbones import BACKBONES
 
 # column -> (metrics key, format); FA, FA_mask_in and *_unscaled at scale 1, AI ... FF_mask_in
@@ -104,11 +103,7 @@ def metric_cells(metrics: dict) -> dict:
     >>> cells = metric_cells({"acc": "0.5", "fid_i": 1.0, "ai": 12.5, "score_scale": 30.0})
     >>> cells["AI"], cells["AI_unscaled"], cells["Scale"]
     ('12.5', '-', '30')
-    >>> cells = metric_cells({"acc": "0.5", "ai": 12.5})  # written before the two scales
-    >>> cells["AI"], cells["AI_unscaled"]
-    ('-', '12.5')
     """
-    metrics = with_scales_told_apart(metrics)
     cells = {}
     for column, (key, spec) in METRIC_COLUMNS.items():
         value = metrics.get(key)
@@ -124,10 +119,12 @@ def markdown_table(rows: list[dict]) -> str:
 
 
 def read_run_metrics(folder) -> dict:
-    """The ``test_metrics.json`` of a run folder (FileNotFoundError naming it when absent)."""
+    """The ``test_metrics.json`` of a run folder (RunFolderError naming it when absent)."""
+    from recipes.runs import RunFolderError  # runs -> training -> report_page -> this module
+
     path = Path(folder) / "test_metrics.json"
     if not path.is_file():
-        raise FileNotFoundError(
+        raise RunFolderError(
             f"{path} does not exist: {folder} is not a finished train_classifier.py, "
             "train_piq.py or train_lmac.py run"
         )
@@ -168,7 +165,9 @@ def baseline_rows(sweep_csv, quantile: float = PAPER_QUANTILE) -> list[dict]:
             suffix = "" if abs(q - PAPER_QUANTILE) < 1e-9 else f" (q={q:g})"
             rows.append({"Method": row["method"] + suffix, **metric_cells(row), "#Params": "-"})
     if not rows:
-        raise ValueError(
+        from recipes.runs import RunFolderError
+
+        raise RunFolderError(
             f"{sweep_csv} has no baseline rows at q={quantile}: run sweep_quantile.py with "
             "--methods naming same-area methods other than by_design and a --quantiles list "
             "that holds this q"

@@ -235,7 +235,9 @@ def write_report_page(folder, title: str | None = None) -> Path:
     """Writes ``folder/report.html`` from what the folder holds (see the module docstring)."""
     folder = Path(folder).resolve()
     if not folder.is_dir():
-        raise FileNotFoundError(f"{folder} is not a folder")
+        from recipes.runs import RunFolderError  # runs -> training -> this module
+
+        raise RunFolderError(f"{folder} is not a folder: give a run or interpret.py output folder")
     sections = []  # (anchor, heading, body)
     metrics_path = folder / "test_metrics.json"
     metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else None

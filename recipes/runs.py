@@ -22,8 +22,7 @@ from recipes.training import AtomicCheckpointer
 
 MODEL_CARD = "model.json"
 
-# The keys that fix the classifier's architecture, input view and label set, and the value a
-# model card written before a key existed implies.
+# The keys that fix the classifier's architecture, input view and label set.
 ARCHITECTURE_KEYS = (
     "backbone",
     "backbone_config",
@@ -32,7 +31,6 @@ ARCHITECTURE_KEYS = (
     "image_antialias",
     "image_normalisation",
 )
-CARD_DEFAULTS = {"image_antialias": False, "image_normalisation": None}
 
 
 class RunFolderError(RuntimeError):
@@ -62,7 +60,7 @@ def model_card(
     ...            "head_neurons": 192, "source": "google/vit-base-patch16-224",
     ...            "pretrained": False, "sample_rate": 16000, "clip_seconds": 5.0,
     ...            "data_folder": "data", "manifest_folder": "m", "quantile": 0.9,
-    ...            "subset": "esc10"}
+    ...            "subset": "esc10", "image_antialias": False, "image_normalisation": None}
     >>> labels = [{"label": 0, "target": 0, "class_name": "dog"},
     ...           {"label": 1, "target": 10, "class_name": "rain"}]
     >>> card = model_card(hparams, ["dog", "rain"], embedding_size=32, labels=labels)
@@ -71,7 +69,7 @@ def model_card(
     >>> card["labels"][1]
     {'label': 1, 'target': 10, 'class_name': 'rain'}
     """
-    card = {key: _plain(hparams.get(key, CARD_DEFAULTS.get(key))) for key in ARCHITECTURE_KEYS}
+    card = {key: _plain(hparams[key]) for key in ARCHITECTURE_KEYS}
     card.update(
         method="by_design",
         source=hparams["source"],
@@ -155,10 +153,9 @@ def check_model_card(card: dict, expected: dict, folder) -> None:
     backbone: the run has 'focalnet', the YAML says 'vit'
     """
     differences = [
-        f"{key}: the run has {card.get(key, CARD_DEFAULTS.get(key))!r}, the YAML says "
-        f"{_plain(expected[key])!r}"
+        f"{key}: the run has {card.get(key)!r}, the YAML says {_plain(expected[key])!r}"
         for key in ARCHITECTURE_KEYS
-        if key in expected and _plain(expected[key]) != card.get(key, CARD_DEFAULTS.get(key))
+        if key in expected and _plain(expected[key]) != card.get(key)
     ]
     if differences:
         raise RunFolderError(
@@ -208,7 +205,7 @@ def rerun_mismatch(folder, settings: dict) -> str | None:
         return None  # an unreadable card is rewritten by the run
     if card.get("method", "by_design") == "by_design":
         keys = [key for key in ARCHITECTURE_KEYS if key in settings]
-        ran = {key: card.get(key, CARD_DEFAULTS.get(key)) for key in keys}
+        ran = {key: card.get(key) for key in keys}
         asked = {key: json.loads(json.dumps(_plain(settings[key]))) for key in keys}  # plain
     elif "classifier_folder" in settings and "classifier_folder" in card:
         ran = {"classifier_folder": card["classifier_folder"]}
@@ -326,8 +323,8 @@ def build_classifier(card: dict, device="cpu"):
         card["backbone"],
         pretrained=False,
         config_overrides=card["backbone_config"],
-        image_antialias=card.get("image_antialias", CARD_DEFAULTS["image_antialias"]),
-        image_normalisation=card.get("image_normalisation", CARD_DEFAULTS["image_normalisation"]),
+        image_antialias=card["image_antialias"],
+        image_normalisation=card["image_normalisation"],
     )
     classifier = build_head(embedding_model.embedding_size, card["n_classes"], card["head_neurons"])
     return embedding_model.to(device), classifier.to(device)

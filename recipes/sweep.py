@@ -28,11 +28,7 @@ from data_prep.atomic import atomic_path
 from interpreters.localisation import edge_frames, edge_shares
 from interpreters.maps import quantile_mask
 from interpreters.methods import METHODS, method_maps
-from interpreters.metrics import (
-    MetricsAccumulator,
-    interpretation_scores,
-    with_scales_told_apart,
-)
+from interpreters.metrics import MetricsAccumulator, interpretation_scores
 
 SWEEP_COLUMNS = (
     "q",
@@ -161,11 +157,9 @@ def write_sweep_csv(rows: Sequence[dict], path, extra_columns: Sequence[str] = (
 
 
 def read_sweep_csv(path) -> list[dict]:
-    """Rows of a sweep CSV with numbers as floats (None for a column an older CSV lacks; the
-    ``ai``, ``ad``, ``ag`` of a CSV written before the suite had two scales, which were at scale
-    1, as ``*_unscaled``: ``interpreters.metrics.with_scales_told_apart``)."""
+    """Rows of a sweep CSV with numbers as floats (None for an empty cell)."""
     with open(path, newline="") as handle:
-        rows = [with_scales_told_apart(row) for row in csv.DictReader(handle)]
+        rows = list(csv.DictReader(handle))
     for row in rows:
         for key in SWEEP_COLUMNS:
             row[key] = float(row[key]) if row.get(key) not in (None, "", "None") else None

@@ -2,6 +2,7 @@
 
 import csv
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -332,10 +333,15 @@ def test_cross_validation_over_two_folds_resumes_and_aggregates(tiny_data, tmp_p
         "--folds",
         "4",
         "5",
-        "--piq_hparams",
-        "hparams/piq_focalnet.yaml",
+        "--train",
+        "piq=hparams/piq_focalnet.yaml",
+        "--methods",
+        "by_design",
+        "gradcam",
+        "piq",
         "--classifier_args=--pretrained=False",
-        "--piq_args=--interpreter_width=8 --codebook_size=12",
+        "--method_args",
+        "piq=--interpreter_width=8 --codebook_size=12",
         "--",
         *overrides,
     ]
@@ -344,23 +350,32 @@ def test_cross_validation_over_two_folds_resumes_and_aggregates(tiny_data, tmp_p
     with open(out / "cv_runs.csv") as handle:
         runs = list(csv.DictReader(handle))
     assert [(row["fold"], row["method"]) for row in runs] == [
-        ("4", "FocalNet"),
-        ("4", "FocalNet-PIQ"),
-        ("5", "FocalNet"),
-        ("5", "FocalNet-PIQ"),
+        (fold, method) for fold in ("4", "5") for method in ("by_design", "gradcam", "piq")
     ]
+    assert {row["backbone"] for row in runs} == {"focalnet"}
+    # Scored as the recipes score their test fold: by_design and PIQ as in test_metrics.json.
+    for row in runs:
+        if row["method"] in ("by_design", "piq"):
+            folder = Path(row["run"]) / ("piq" if row["method"] == "piq" else "")
+            recipe = json.loads((folder / "test_metrics.json").read_text())
+            for key in ("acc", "fid_i", "fa", "ai", "ai_unscaled"):
+                assert float(row[key]) == pytest.approx(recipe[key], rel=1e-4, abs=1e-6), key
+    assert [row["q"] for row in runs[:3]] == ["0.9", "0.9", ""]  # PIQ's mask is soft
     # Fold 4 is tested with fold 3 validating: its manifests say so.
     manifest = json.loads((out / "fold4" / "seed1234" / "manifests" / "test.json").read_text())
     assert {entry["fold"] for entry in manifest.values()} == {4}
     with open(out / "cv_summary.csv") as handle:
         summary = {row["method"]: row for row in csv.DictReader(handle)}
-    accs = [float(row["acc"]) for row in runs if row["method"] == "FocalNet"]
-    assert float(summary["FocalNet"]["acc_mean"]) == pytest.approx(sum(accs) / 2)
-    assert float(summary["FocalNet"]["acc_std"]) == pytest.approx(abs(accs[0] - accs[1]) / 2**0.5)
+    fids = [float(row["fid_i"]) for row in runs if row["method"] == "gradcam"]
+    assert float(summary["gradcam"]["fid_i_mean"]) == pytest.approx(sum(fids) / 2)
+    assert float(summary["gradcam"]["fid_i_std"]) == pytest.approx(abs(fids[0] - fids[1]) / 2**0.5)
     assert (out / "cv_summary.png").is_file()
     # A second call finds every run done and only aggregates again.
     again = run_script("cross_validate.py", args)
     assert again.returncode == 0 and again.stdout.count("done already") == 4
+    assert "scoring" not in again.stdout  # every score read back from the runs' cv_scores.csv
+    with open(out / "cv_runs.csv") as handle:
+        assert list(csv.DictReader(handle)) == runs
 
 
 def test_cross_validation_without_validation_tests_the_last_epoch(tiny_data, tmp_path):

@@ -174,18 +174,21 @@ def test_standardised_input_keeps_initial_gradients_finite_and_small():
     assert gradient_norm([0.28, 0.42]) < 1e3
 
 
-def test_model_card_records_the_image_view_and_old_cards_default_to_the_authors():
-    from recipes.runs import build_classifier, check_model_card
+def test_model_card_records_the_image_view():
+    from recipes.runs import RunFolderError, build_classifier, check_model_card
 
     card = {
         "backbone": "focalnet",
         "backbone_config": {"embed_dim": 8, "depths": [1, 1, 1, 1]},
         "n_classes": 3,
         "head_neurons": 16,
+        "image_antialias": False,
+        "image_normalisation": None,
     }
-    embedder, _ = build_classifier(card)  # a card written before the image view was recorded
+    embedder, _ = build_classifier(card)
     assert embedder.image_antialias is False and embedder.image_normalisation is None
-    check_model_card(card, {"image_antialias": False, "image_normalisation": None}, "old-run")
+    with pytest.raises(RunFolderError, match="image_antialias: the run has False"):
+        check_model_card(card, {"image_antialias": True}, "run")
     embedder, _ = build_classifier(
         {**card, "image_antialias": True, "image_normalisation": [0.28, 0.42]}
     )
