@@ -11,20 +11,24 @@ or a folder with the checkpoints SpeechBrain released for the paper (embedding_m
 classifier.ckpt, label_encoder.txt). --methods / --runs as in every study (recipes/method_args.py).
 Outputs (<file>_<method>.png/.wav/.json) go under --output_folder (default:
 <model_folder>/interpret/), with report.html: every file interpreted there, its top classes, the
-picture and players for the original and the interpretation.
+picture and players for the original and the interpretation. Files of any length: read in blocks,
+5 s windows interpreted a few at a time, the WAV written as it comes (memory does not grow with
+the length); a file over a minute is drawn as one row a minute, with a progress bar.
 """
 
 import argparse
 import sys
+from pathlib import Path
 
 import yaml
+from tqdm import tqdm
 
 from data_prep.audio import AudioReadError
 from recipes.backbones import BACKBONES
 from recipes.cli import run_main
 from recipes.inference import AudioInterpreter
 from recipes.method_args import add_method_arguments, load_methods
-from recipes.outputs import write_file_interpretation
+from recipes.outputs import LONG_FILE_SECONDS, write_file_interpretation
 from recipes.report_page import refresh_run_page, write_report_page
 
 
@@ -70,6 +74,27 @@ def parse_arguments(argv):
     return args
 
 
+class Progress:
+    """A progress bar (seconds of audio done) for files longer than a minute."""
+
+    def __init__(self, name):
+        self.name, self.bar = name, None
+
+    def __call__(self, done, total):
+        if total <= LONG_FILE_SECONDS:
+            return
+        if self.bar is None:
+            self.bar = tqdm(total=round(total), desc=self.name, unit="s", file=sys.stderr)
+        self.bar.update(round(done) - self.bar.n)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.close()
+
+
 def main(argv=None):
     args = parse_arguments(sys.argv[1:] if argv is None else argv)
     model, trained, methods = load_methods(
@@ -85,7 +110,10 @@ def main(argv=None):
     for path in args.audio:
         try:
             for interpreter in interpreters:
-                summary = write_file_interpretation(interpreter, path, output_folder)
+                with Progress(f"{Path(path).name} ({interpreter.method})") as progress:
+                    summary = write_file_interpretation(
+                        interpreter, path, output_folder, progress=progress
+                    )
                 print(f"{path} ({summary['duration_s']:.2f} s, {interpreter.method}):")
                 for row in summary["top"]:
                     print(f"  {row['probability']:6.3f}  {row['class']}")

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -102,6 +103,102 @@ def to_mono_resampled(
     if sample_rate != target_rate:
         mono = torchaudio.functional.resample(mono, sample_rate, target_rate)
     return mono
+
+
+def audio_frames(path) -> tuple[int, int]:
+    """``(frames, sample_rate)`` of an audio file from its header, without decoding it;
+    AudioReadError (naming the file) for a missing, unreadable or empty one."""
+    if not Path(path).is_file():
+        raise AudioReadError(f"Audio file {path} does not exist (or is not a file).")
+    try:
+        info = sf.info(str(path))
+    except Exception as error:  # soundfile raises LibsndfileError, RuntimeError, TypeError...
+        raise AudioReadError(
+            f"Cannot decode audio file {path}: {error}. Check that it is a readable wav, flac, "
+            "ogg or mp3 file (re-download or remove it)."
+        ) from error
+    if info.frames == 0:
+        raise AudioReadError(f"Audio file {path} holds no samples.")
+    return int(info.frames), int(info.samplerate)
+
+
+def read_audio_blocks(path, block_frames: int):
+    """Decodes a file in consecutive blocks of ``block_frames`` frames (the last one shorter),
+    so that a long file never sits in memory whole; each block is checked by
+    ``require_finite``. Yields float32 tensors [frames, channels]; ``read_audio`` on the whole
+    file equals their concatenation.
+
+    Example
+    -------
+    >>> import tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "a.wav"
+    >>> sf.write(str(path), np.linspace(-1, 1, 2500, dtype=np.float32), 8000, subtype="FLOAT")
+    >>> [tuple(block.shape) for block in read_audio_blocks(path, 1000)]
+    [(1000, 1), (1000, 1), (500, 1)]
+    """
+    audio_frames(path)
+    try:
+        with sf.SoundFile(str(path)) as handle:
+            for data in handle.blocks(blocksize=block_frames, dtype="float32", always_2d=True):
+                require_finite(data, path)
+                yield torch.from_numpy(data.copy())
+    except AudioReadError:
+        raise
+    except Exception as error:  # a file damaged after its header
+        raise AudioReadError(
+            f"Cannot decode audio file {path}: {error}. Check that it is a readable wav, flac, "
+            "ogg or mp3 file (re-download or remove it)."
+        ) from error
+
+
+def resample_blocks(blocks, sample_rate: int, target_rate: int = SAMPLE_RATE):
+    """``to_mono_resampled`` of a signal given in consecutive blocks ([samples, channels]),
+    block by block: yields mono blocks at ``target_rate`` whose concatenation equals
+    ``to_mono_resampled`` of the whole signal (within float rounding).
+
+    torchaudio's sinc resampler maps each period of ``sample_rate / gcd`` input samples to
+    ``target_rate / gcd`` output samples from the inputs within ``width`` samples of the period;
+    each block is resampled with that much context on both sides, on period boundaries, and the
+    outputs of the context dropped. Memory: one block and its context.
+
+    Example
+    -------
+    >>> signal = torch.randn(44100, 2, generator=torch.Generator().manual_seed(0))
+    >>> parts = list(resample_blocks(signal.split(5000), 44100, 16000))
+    >>> whole = to_mono_resampled(signal, 44100, 16000)
+    >>> torch.allclose(torch.cat(parts), whole, atol=1e-5), len(whole)
+    (True, 16000)
+    """
+    if sample_rate == target_rate:
+        for block in blocks:
+            yield block.mean(dim=1)
+        return
+    divisor = math.gcd(int(sample_rate), int(target_rate))
+    period, out_period = sample_rate // divisor, target_rate // divisor
+    # torchaudio's kernel half-width (lowpass_filter_width 6, rolloff 0.99), in input samples
+    width = math.ceil(6 * period / (0.99 * min(period, out_period)))
+    left = math.ceil(width / period) * period  # context before a block, whole periods
+    buffer, buffer_start, next_period = torch.zeros(0), 0, 0
+    for block in blocks:
+        buffer = torch.cat([buffer, block.mean(dim=1)])
+        end = buffer_start + buffer.shape[0]
+        done = (end - width) // period  # periods whose inputs (and context) have arrived
+        if done <= next_period:
+            continue
+        start = max(next_period * period - left, 0)
+        segment = buffer[start - buffer_start : done * period + width - buffer_start]
+        offset = next_period - start // period
+        out = torchaudio.functional.resample(segment, sample_rate, target_rate)
+        yield out[offset * out_period : (offset + done - next_period) * out_period]
+        next_period = done
+        keep = max(next_period * period - left, 0)
+        buffer, buffer_start = buffer[keep - buffer_start :], keep
+    start = max(next_period * period - left, 0)
+    if buffer_start + buffer.shape[0] > next_period * period:
+        out = torchaudio.functional.resample(
+            buffer[start - buffer_start :], sample_rate, target_rate
+        )
+        yield out[(next_period - start // period) * out_period :]
 
 
 def fit_and_normalise(signal: torch.Tensor, n_samples: int) -> torch.Tensor:

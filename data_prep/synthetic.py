@@ -149,13 +149,20 @@ def _instantaneous_freq(spec: ClipSpec, t: np.ndarray) -> np.ndarray:
 
 
 def _envelope(spec: ClipSpec, t: np.ndarray, ramp: float = 0.005) -> np.ndarray:
-    """Sum of the events' gates with raised-cosine ramps (no clicks)."""
+    """Sum of the events' gates with raised-cosine ramps (no clicks).
+
+    ``t`` is increasing (sample times). Each gate is computed only on the samples strictly inside
+    its event (outside it the gate is exactly 0 and leaves the envelope as it is), so the result
+    is the same as over the whole clip, in a fraction of the time.
+    """
     env = np.zeros_like(t)
     for start, end in spec.events:
-        rise = np.clip((t - start) / ramp, 0.0, 1.0)
-        fall = np.clip((end - t) / ramp, 0.0, 1.0)
+        lo, hi = np.searchsorted(t, start, side="right"), np.searchsorted(t, end, side="left")
+        inside = t[lo:hi]
+        rise = np.clip((inside - start) / ramp, 0.0, 1.0)
+        fall = np.clip((end - inside) / ramp, 0.0, 1.0)
         gate = np.minimum(rise, fall)
-        env = np.maximum(env, 0.5 - 0.5 * np.cos(np.pi * gate))
+        env[lo:hi] = np.maximum(env[lo:hi], 0.5 - 0.5 * np.cos(np.pi * gate))
     return env
 
 

@@ -1,10 +1,13 @@
 """Training-time pieces of the from-scratch recipes (``hparams/esc10_*.yaml``): data
-augmentation, the learning-rate schedule and the loss. The paper's recipes do not use them.
+augmentation, the learning-rate schedule and the loss. The paper's recipes do not use them,
+except ``DropChunk`` (SpeechBrain's, vectorised).
 
 - ``RandomRoll``: each waveform of a batch shifted in time by its own random amount (circular);
 - ``mixup``: convex combinations of pairs of log-spectrograms, with both labels kept;
 - ``WarmupCosine``: linear warm-up, then cosine decay, as a function of training progress
   (epochs, fractional), so a resumed run continues the same curve;
+- ``DropChunk``: SpeechBrain's ``DropChunk`` with its chunks zeroed in one indexing operation
+  instead of a Python loop (the same random draws, the same output);
 - ``AdditiveMarginSoftmax``: CosFace's additive margin softmax on cosine scores, with optional
   label smoothing.
 
@@ -26,6 +29,7 @@ import math
 
 import torch
 import torch.nn.functional as F
+from speechbrain.augment import time_domain
 
 # The additive-margin softmax scale of training: inference shows softmax(SCORE_SCALE * cosines)
 # (a run's model.json records its own ``score_scale``).
@@ -57,6 +61,66 @@ class RandomRoll(torch.nn.Module):
         shifts = torch.randint(-limit, limit + 1, (wavs.shape[0], 1), device=wavs.device)
         index = (torch.arange(n_samples, device=wavs.device).unsqueeze(0) - shifts) % n_samples
         return wavs.gather(1, index), lengths
+
+
+class DropChunk(time_domain.DropChunk):
+    """SpeechBrain's ``DropChunk``, its chunks zeroed all at once.
+
+    The paper's recipes drop 1000-2000 chunks of 1-5 samples from every clip; SpeechBrain zeroes
+    them one slice assignment at a time, a Python loop that took 150 ms per batch of 8 clips
+    (45 % of a quickstart training epoch, AVX-512 and emulated AVX2 alike). This subclass makes
+    the same random draws in the same order (``torch.randint`` for the counts, then per clip the
+    lengths and the starts) and zeroes the same samples with one index assignment: the output
+    equals SpeechBrain's exactly (tested). With ``noise_factor`` (chunks filled with noise) it
+    is SpeechBrain's own loop.
+
+    Example
+    -------
+    >>> drop = DropChunk(drop_length_low=1, drop_length_high=5, drop_count_low=10,
+    ...                  drop_count_high=20)
+    >>> _ = torch.manual_seed(0)
+    >>> ours = drop(torch.ones(2, 1000), torch.ones(2))
+    >>> _ = torch.manual_seed(0)
+    >>> theirs = time_domain.DropChunk(1, 5, 10, 20)(torch.ones(2, 1000), torch.ones(2))
+    >>> torch.equal(ours, theirs), bool((ours == 0).any())
+    (True, True)
+    """
+
+    def forward(self, waveforms, lengths):
+        if self.noise_factor:
+            return super().forward(waveforms, lengths)
+        lengths = (lengths * waveforms.size(1)).long()
+        batch_size = waveforms.size(0)
+        dropped = waveforms.clone()
+        drop_times = torch.randint(
+            low=self.drop_count_low, high=self.drop_count_high + 1, size=(batch_size,)
+        )
+        rows, columns = [], []
+        for i in range(batch_size):
+            if drop_times[i] == 0:
+                continue
+            length = torch.randint(
+                low=self.drop_length_low, high=self.drop_length_high + 1, size=(drop_times[i],)
+            )
+            start_min = self.drop_start
+            if start_min < 0:
+                start_min += lengths[i]
+            start_max = self.drop_end
+            if start_max is None:
+                start_max = lengths[i]
+            if start_max < 0:
+                start_max += lengths[i]
+            start_max = max(0, start_max - length.max())
+            start = torch.randint(low=start_min, high=start_max + 1, size=(drop_times[i],))
+            # the samples start .. start + length - 1 of every chunk, as the slices would
+            offsets = torch.arange(int(length.max()))
+            index = start.unsqueeze(1) + offsets
+            keep = (offsets < length.unsqueeze(1)) & (index < waveforms.size(1))
+            columns.append(index[keep])
+            rows.append(torch.full_like(columns[-1], i))
+        if rows:
+            dropped[torch.cat(rows), torch.cat(columns)] = 0.0
+        return dropped
 
 
 def mixup(log_spec: torch.Tensor, labels: torch.Tensor, alpha: float):

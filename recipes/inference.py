@@ -31,7 +31,7 @@ import math
 
 import torch
 
-from data_prep.audio import AudioReadError, to_mono_resampled
+from data_prep.audio import AudioReadError, resample_blocks, to_mono_resampled
 from interpreters.methods import get_method, method_masks
 from recipes.loading import LoadedModel, card_settings, load_model, resolve_methods
 from recipes.runs import RunFolderError
@@ -124,13 +124,17 @@ class AudioInterpreter:
         return self.quantile if quantile is None else float(quantile)
 
     # ------------------------------------------------------------- tensors ---
-    def mask(self, log_spec: torch.Tensor, quantile: float | None = None, valid=None):
+    def mask(
+        self, log_spec: torch.Tensor, quantile: float | None = None, valid=None, generator=None
+    ):
         """``(scores, mask)`` for log-spectrograms [B, T, F] (``interpreters.methods``).
 
         ``valid`` (boolean [B, T, F], optional): the cells a same-area mask's quantile counts
-        (see ``interpreters.maps.quantile_mask``); soft masks ignore it.
+        (see ``interpreters.maps.quantile_mask``); soft masks ignore it. ``generator``: the
+        random baseline's (default: a new one seeded with ``seed``).
         """
-        generator = torch.Generator().manual_seed(self.seed)
+        if generator is None:
+            generator = torch.Generator().manual_seed(self.seed)
         q = self.quantile if quantile is None else float(quantile)
         scores, masks = method_masks(
             self.model.classifier, log_spec, [self.method], q, self.trained, generator, valid
@@ -156,12 +160,13 @@ class AudioInterpreter:
 
     @torch.no_grad()
     def interpret_waveform(self, signal: torch.Tensor, sample_rate: int, quantile=None) -> dict:
-        """Interprets a signal of any length ([samples] or [samples, channels]).
+        """Interprets a signal of any length ([samples] or [samples, channels]) in one batch.
 
         Returns a dict: ``log_spec``, ``mask`` (stitched, [frames, 513]), ``interpretation_wave``
         (at the model's rate, the input's duration), ``top`` (up to 5 (class, probability) pairs,
         the probabilities averaged over the non-silent windows), ``windows`` (per 5 s window:
-        start, end, predicted class, probability) and ``n_windows``.
+        start, end, predicted class, probability) and ``n_windows``. A long signal is better
+        given to ``interpret_blocks`` (bounded memory).
         """
         model = self.model
         if signal.dim() == 1:
@@ -172,6 +177,73 @@ class AudioInterpreter:
             raise AudioReadError("the audio is empty (0 samples)")
         if wave.abs().max() == 0:
             raise AudioReadError("the audio is silent (all samples are zero)")
+        generator = torch.Generator().manual_seed(self.seed)
+        part = self._interpret_windows(wave, 0, quantile, generator)
+        mean_probs = part["probabilities"][part["audible"]].mean(dim=0)
+        return {
+            "log_spec": part["log_spec"],
+            "mask": part["mask"],
+            "interpretation_wave": part["interpretation_wave"],
+            "top": self.top_classes(mean_probs),
+            "windows": part["windows"],
+            "n_windows": len(part["windows"]),
+        }
+
+    @torch.no_grad()
+    def interpret_blocks(self, blocks, sample_rate: int, quantile=None, batch_windows: int = 8):
+        """Interprets a signal given in consecutive blocks, in bounded memory.
+
+        ``blocks``: an iterable of [samples, channels] tensors (e.g.
+        ``data_prep.audio.read_audio_blocks``), at ``sample_rate``. They are downmixed and
+        resampled block by block (``data_prep.audio.resample_blocks``) and cut into the
+        model's 5 s windows, interpreted ``batch_windows`` at a time. Yields one dict a batch
+        with the keys of ``interpret_waveform``'s result for those windows (``log_spec``,
+        ``mask``, ``interpretation_wave``, ``windows``) and ``probabilities`` [n, classes],
+        ``audible`` [n] (the windows with sound): concatenated, they equal
+        ``interpret_waveform`` of the whole signal within float rounding (methods drawing random
+        numbers draw them in another order). A signal without sound raises AudioReadError after
+        the last block.
+
+        Example
+        -------
+        >>> from recipes.loading import LoadedModel
+        >>> from recipes.models import TINY_FOCALNET, AudioClassifier, build_embedder, build_head
+        >>> embedder = build_embedder("focalnet", pretrained=False, config_overrides=TINY_FOCALNET)
+        >>> classifier = AudioClassifier(embedder, build_head(embedder.embedding_size, 2))
+        >>> model = AudioInterpreter(LoadedModel(classifier, ["dog", "rain"], "."), "gradcam")
+        >>> signal = torch.randn(16000 * 11, 1)  # 11 s
+        >>> parts = list(model.interpret_blocks(signal.split(16000), 16000, batch_windows=2))
+        >>> [len(p["windows"]) for p in parts], sum(len(p["interpretation_wave"]) for p in parts)
+        ([2, 1], 176000)
+        """
+        clip = self.model.clip_samples
+        step = clip * max(int(batch_windows), 1)
+        generator = torch.Generator().manual_seed(self.seed)
+        pending, first_window, audible = [], 0, False
+        n_pending = 0
+        for mono in resample_blocks(blocks, sample_rate, self.model.sample_rate):
+            if not audible and mono.numel():
+                audible = bool(mono.abs().max() > 0)
+            pending.append(mono)
+            n_pending += mono.shape[0]
+            while n_pending >= step:
+                wave = torch.cat(pending)
+                pending, n_pending = [wave[step:]], wave.shape[0] - step
+                yield self._interpret_windows(wave[:step], first_window, quantile, generator)
+                first_window += step // clip
+        wave = torch.cat(pending) if pending else torch.zeros(0)
+        if first_window == 0 and wave.shape[0] == 0:
+            raise AudioReadError("the audio is empty (0 samples)")
+        if not audible:
+            raise AudioReadError("the audio is silent (all samples are zero)")
+        if wave.shape[0]:
+            yield self._interpret_windows(wave, first_window, quantile, generator)
+
+    def _interpret_windows(self, wave, first_window, quantile, generator) -> dict:
+        """One batch: ``wave`` (mono, the model's rate) cut into windows, the last one padded;
+        ``first_window`` numbers them in the file."""
+        model = self.model
+        n_samples = wave.shape[0]
         clip = model.clip_samples
         n_windows = math.ceil(n_samples / clip)
         padded = torch.nn.functional.pad(wave, (0, n_windows * clip - n_samples))
@@ -185,23 +257,21 @@ class AudioInterpreter:
         if last_frames < log_spec.shape[1]:  # the zero padding does not count in the quantile
             valid = torch.ones(log_spec.shape, dtype=torch.bool, device=log_spec.device)
             valid[-1, last_frames:] = False
-        scores, mask = self.mask(log_spec, quantile, valid)
+        scores, mask = self.mask(log_spec, quantile, valid, generator)
         x_int = mask * log_spec
         waves = model.features.inverse(x_int, phase, length=clip) * scales
-        interpretation = waves.reshape(-1)[:n_samples].cpu()
-
         probs = model.probabilities(scores)
         audible = peaks.squeeze(1) > 0
-        mean_probs = probs[audible].mean(dim=0)
-        top = torch.topk(mean_probs, k=min(5, len(model.class_names)))
         n_frames = (n_windows - 1) * log_spec.shape[1] + last_frames
+        seconds = model.clip_seconds
+        end_s = (first_window * clip + n_samples) / model.sample_rate
         window_rows = []
         for index in range(n_windows):
             best = int(probs[index].argmax())
             window_rows.append(
                 {
-                    "start_s": index * model.clip_seconds,
-                    "end_s": min((index + 1) * model.clip_seconds, n_samples / model.sample_rate),
+                    "start_s": (first_window + index) * seconds,
+                    "end_s": min((first_window + index + 1) * seconds, end_s),
                     "class": model.class_names[best],
                     "probability": float(probs[index, best]),
                     "silent": not bool(audible[index]),
@@ -210,14 +280,19 @@ class AudioInterpreter:
         return {
             "log_spec": log_spec.reshape(-1, log_spec.shape[2])[:n_frames].cpu(),
             "mask": mask.reshape(-1, mask.shape[2])[:n_frames].float().cpu(),
-            "interpretation_wave": interpretation,
-            "top": [
-                (model.class_names[int(i)], float(p))
-                for p, i in zip(top.values, top.indices, strict=True)
-            ],
+            "interpretation_wave": waves.reshape(-1)[:n_samples].cpu(),
+            "probabilities": probs.float().cpu(),
+            "audible": audible.cpu(),
             "windows": window_rows,
-            "n_windows": n_windows,
         }
+
+    def top_classes(self, mean_probs: torch.Tensor, k: int = 5) -> list[tuple[str, float]]:
+        """The ``k`` most probable (class, probability) pairs of a probability vector."""
+        top = torch.topk(mean_probs, k=min(k, len(self.model.class_names)))
+        return [
+            (self.model.class_names[int(i)], float(p))
+            for p, i in zip(top.values, top.indices, strict=True)
+        ]
 
     def signal_frames(self, n_samples: int) -> int:
         """How many STFT frames of a 5 s window hold signal when its first ``n_samples`` are

@@ -23,6 +23,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 import soundfile as sf
 import torch
@@ -689,51 +690,238 @@ def save_ood_png(rows: Sequence[dict], path: str | os.PathLike) -> None:
     _save_figure(figure, path, dpi=100)
 
 
-def write_file_interpretation(interpreter, path, output_folder=None, quantile=None) -> dict:
+# files longer than this get the picture of rows (``TimelinePicture``), not three panels
+LONG_FILE_SECONDS = 60.0
+
+
+class TimelinePicture:
+    """The picture of a long file, gathered while its windows stream past.
+
+    One row per minute (a file over ``max_rows`` minutes: several minutes a row, so that there
+    are at most ``max_rows`` rows), each row the log-spectrogram (left) and the interpretation
+    ``mask * log_spec`` (right) pooled to ``columns`` x ``bins`` cells, low frequencies at the
+    bottom; a row's label gives its start and the class most windows of the row predict. The
+    pooled cells are means of the frames they cover, so memory is fixed by the number of rows,
+    not by the file's length.
+
+    Example
+    -------
+    >>> import tempfile, pathlib
+    >>> picture = TimelinePicture(150.0, columns=60, bins=8)  # 2.5 min: 3 rows
+    >>> x = torch.rand(150 * 16000 // HOP_LENGTH, 513)
+    >>> picture.add(x, x > 0.5, [{"start_s": 0.0, "class": "dog", "silent": False}])
+    >>> picture.rows, picture.row_seconds
+    (3, 60)
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "long.png"
+    >>> picture.save(path, "a.wav")
+    >>> path.is_file()
+    True
+    """
+
+    def __init__(
+        self,
+        duration_s: float,
+        sample_rate: int = SAMPLE_RATE,
+        hop_length: int = HOP_LENGTH,
+        columns: int = 900,
+        bins: int = 64,
+        max_rows: int = 60,
+        clip_seconds: float = 5.0,
+    ):
+        minutes = max(1, int(np.ceil(duration_s / 60 / max_rows)))
+        self.row_seconds = 60 * minutes
+        self.rows = max(1, int(np.ceil(duration_s / self.row_seconds)))
+        self.columns, self.bins = columns, bins
+        self.frame_seconds = hop_length / sample_rate
+        # frames come window by window: a window's frames start at its own start
+        self.clip_seconds = clip_seconds
+        self.window_frames = int(round(clip_seconds * sample_rate)) // hop_length + 1
+        self.sums = torch.zeros(2, self.rows * columns, bins, dtype=torch.float64)
+        self.counts = torch.zeros(self.rows * columns, dtype=torch.float64)
+        self.frames = 0
+        self.classes = [{} for _ in range(self.rows)]
+
+    def add(self, log_spec: torch.Tensor, mask: torch.Tensor, windows: Sequence[dict]) -> None:
+        """The next frames ([frames, freq] each) and the rows of their windows."""
+        n_frames = log_spec.shape[0]
+        index = self.frames + torch.arange(n_frames)
+        times = (index // self.window_frames) * self.clip_seconds + (
+            index % self.window_frames
+        ) * self.frame_seconds
+        cells = (times / self.row_seconds * self.columns).long()
+        cells = cells.clamp(max=self.rows * self.columns - 1)
+        log_spec = log_spec.detach().float().cpu()
+        for index, panel in enumerate((log_spec, mask.detach().float().cpu() * log_spec)):
+            pooled = torch.nn.functional.adaptive_avg_pool1d(panel.unsqueeze(1), self.bins)
+            self.sums[index].index_add_(0, cells, pooled.squeeze(1).double())
+        self.counts.index_add_(0, cells, torch.ones(n_frames, dtype=torch.float64))
+        self.frames += n_frames
+        for window in windows:
+            if not window.get("silent"):
+                row = min(int(window["start_s"] // self.row_seconds), self.rows - 1)
+                self.classes[row][window["class"]] = self.classes[row].get(window["class"], 0) + 1
+
+    def save(self, path, title: str) -> None:
+        """Draws the rows to a PNG (about one screen pixel a cell)."""
+        gap = 6
+        height = self.rows * (self.bins + gap)
+        means = (self.sums / self.counts.clamp_min(1)[None, :, None]).float()
+        means[:, self.counts == 0] = float("nan")  # after the end of the file
+        images = np.full((2, height, self.columns), np.nan, dtype=np.float32)
+        for row in range(self.rows):
+            cells = means[:, row * self.columns : (row + 1) * self.columns]  # [2, columns, bins]
+            top = row * (self.bins + gap)
+            images[:, top : top + self.bins] = cells.flip(2).transpose(1, 2).numpy()
+        vmax = float(max(np.nanmax(images) if np.isfinite(images).any() else 0.0, 1e-8))
+        # coloured here as 8-bit RGBA (matplotlib would keep float64 copies of a large image)
+        colours = matplotlib.colormaps["magma"].with_extremes(bad=(1.0, 1.0, 1.0, 0.0))
+        images = [
+            colours(np.ma.masked_invalid(np.clip(image / vmax, 0.0, 1.0)), bytes=True)
+            for image in images
+        ]
+        labels = []
+        for row, counts in enumerate(self.classes):
+            start = row * self.row_seconds
+            label = f"{start // 3600:d}:{start // 60 % 60:02d}:00"
+            if counts:
+                best = max(counts, key=counts.get)
+                label += f"  {best} ({counts[best]}/{sum(counts.values())})"
+            labels.append(label)
+        figure = _new_figure((2 * self.columns / 100 + 5.5, height / 100 + 1.4))
+        for index, name in enumerate(("log-spectrogram", "interpretation")):
+            axes = figure.add_axes(
+                (0.14 + index * 0.43, 0.7 / (height / 100 + 1.4), 0.41, height / (height + 140))
+            )
+            axes.imshow(
+                images[index],
+                aspect="auto",
+                extent=(0, self.row_seconds, height, 0),
+                interpolation="nearest",
+            )
+            axes.set_yticks([row * (self.bins + gap) + self.bins / 2 for row in range(self.rows)])
+            axes.set_yticklabels(labels if index == 0 else [], fontsize=8)
+            axes.set_xlabel(f"time in the row (s); a row is {self.row_seconds // 60} min")
+            axes.set_title(f"{name} (rows: 0-8 kHz, low at the bottom)", fontsize=10)
+        figure.suptitle(title, y=1 - 0.25 / (height / 100 + 1.4))
+        _save_figure(figure, path, dpi=100)
+
+
+def write_file_interpretation(
+    interpreter,
+    path,
+    output_folder=None,
+    quantile=None,
+    batch_windows=8,
+    block_seconds=20.0,
+    progress=None,
+) -> dict:
     """Interprets an audio file; writes ``<name>_<method>.png``, ``.wav`` and ``.json``.
 
-    ``interpreter`` is a ``recipes.inference.AudioInterpreter``. The three files appear together
-    or not at all. Returns the JSON content (with the paths of the files under ``outputs``).
-    Raises ``data_prep.audio.AudioReadError`` for an unreadable, empty or silent file.
+    ``interpreter`` is a ``recipes.inference.AudioInterpreter``. The file is read in blocks of
+    ``block_seconds`` and interpreted ``batch_windows`` windows at a time
+    (``AudioInterpreter.interpret_blocks``), so memory does not grow with its length: the
+    interpretation is appended to the WAV as it comes
+    (staged as float32, then written as 16-bit PCM, scaled down only if it would clip, as
+    ``save_wav``), the PNG of a file up to ``LONG_FILE_SECONDS`` has the three full panels
+    (``save_interpretation_png``) and that of a longer one a row per minute
+    (``TimelinePicture``), and the JSON is written at the end. The three files appear together
+    or not at all. ``progress(seconds_done, seconds_total)``, if given, is called after each
+    batch. Returns the JSON content (with the paths of the files under ``outputs``). Raises
+    ``data_prep.audio.AudioReadError`` for an unreadable, empty, non-finite or silent file.
     """
-    from data_prep.audio import AudioReadError, read_audio
+    from data_prep.audio import AudioReadError, audio_frames, read_audio_blocks
 
     path = Path(path)
-    signal, sample_rate = read_audio(path)
-    try:
-        result = interpreter.interpret_waveform(signal, sample_rate, quantile)
-    except AudioReadError as error:
-        raise AudioReadError(f"{path}: {error}") from error
+    frames, sample_rate = audio_frames(path)
+    rate = interpreter.sample_rate
+    duration = frames / sample_rate
+    long_file = duration > LONG_FILE_SECONDS
     folder = Path(output_folder) if output_folder is not None else path.parent
     stem = f"{path.stem}_{interpreter.method}"
     names = {kind: f"{stem}.{kind}" for kind in ("png", "wav", "json")}
-    summary = {
-        "audio": str(path),
-        "duration_s": len(result["interpretation_wave"]) / interpreter.sample_rate,
-        "input_sample_rate": sample_rate,
-        "method": interpreter.method,
-        "backbone": interpreter.backbone,
-        "quantile": interpreter.effective_quantile(quantile),
-        "top": [{"class": name, "probability": p} for name, p in result["top"]],
-        "windows": result["windows"],
-        "mask_share": float(result["mask"].mean()),
-        "outputs": {kind: str(folder / name) for kind, name in names.items()},
-    }
+    blocks = read_audio_blocks(path, block_frames=max(1, int(sample_rate * block_seconds)))
+    picture = None
+    if long_file:
+        hop, seconds = interpreter.features_hop(), interpreter.clip_seconds
+        picture = TimelinePicture(duration, rate, hop, clip_seconds=seconds)
+    spectra, masks, windows = [], [], []
+    prob_sum, n_audible, mask_sum, mask_cells, n_samples, peak = 0.0, 0, 0.0, 0, 0, 0.0
     with written_together(folder) as staging:
-        x_int = result["mask"] * result["log_spec"]
-        save_interpretation_png(
-            result["log_spec"],
-            result["mask"],
-            x_int,
-            staging / names["png"],
-            None,
-            result["top"][0][0],
-            sample_rate=interpreter.sample_rate,
-            hop_length=interpreter.features_hop(),
-        )
-        save_wav(result["interpretation_wave"], staging / names["wav"], interpreter.sample_rate)
+        staged = staging / f".{names['wav']}.float"
+        with sf.SoundFile(
+            str(staged), "w", samplerate=rate, channels=1, subtype="FLOAT", format="WAV"
+        ) as sink:
+            try:
+                for part in interpreter.interpret_blocks(
+                    blocks, sample_rate, quantile, batch_windows
+                ):
+                    wave = _to_numpy(part["interpretation_wave"]).astype(np.float32)
+                    if not np.isfinite(wave).all():
+                        raise ValueError(f"wav for {path} has non-finite samples")
+                    sink.write(wave)
+                    peak = max(peak, float(np.abs(wave).max()))
+                    n_samples += wave.shape[0]
+                    audible = part["audible"]
+                    prob_sum = prob_sum + part["probabilities"][audible].double().sum(dim=0)
+                    n_audible += int(audible.sum())
+                    mask_sum += float(part["mask"].double().sum())
+                    mask_cells += part["mask"].numel()
+                    windows += part["windows"]
+                    if picture is not None:
+                        picture.add(part["log_spec"], part["mask"], part["windows"])
+                    else:
+                        spectra.append(part["log_spec"])
+                        masks.append(part["mask"])
+                    if progress is not None:
+                        progress(n_samples / rate, duration)
+            except AudioReadError as error:
+                if str(path) in str(error):
+                    raise
+                raise AudioReadError(f"{path}: {error}") from error
+        top = interpreter.top_classes((prob_sum / n_audible).float())
+        summary = {
+            "audio": str(path),
+            "duration_s": n_samples / rate,
+            "input_sample_rate": sample_rate,
+            "method": interpreter.method,
+            "backbone": interpreter.backbone,
+            "quantile": interpreter.effective_quantile(quantile),
+            "top": [{"class": name, "probability": p} for name, p in top],
+            "windows": windows,
+            "mask_share": mask_sum / mask_cells,
+            "picture": (
+                f"rows of {picture.row_seconds} s" if picture is not None else "three panels"
+            ),
+            "outputs": {kind: str(folder / name) for kind, name in names.items()},
+        }
+        if picture is not None:
+            picture.save(staging / names["png"], f"{path.name}: {interpreter.method}")
+        else:
+            log_spec, mask = torch.cat(spectra), torch.cat(masks)
+            save_interpretation_png(
+                log_spec,
+                mask,
+                mask * log_spec,
+                staging / names["png"],
+                None,
+                top[0][0],
+                sample_rate=rate,
+                hop_length=interpreter.features_hop(),
+            )
+        _float_wav_to_pcm16(staged, staging / names["wav"], peak)
+        staged.unlink()
         (staging / names["json"]).write_text(json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def _float_wav_to_pcm16(source: Path, target: Path, peak: float, block: int = 1 << 20) -> None:
+    """``save_wav`` of a float WAV on disk, block by block (divided by ``peak`` if above 1)."""
+    with sf.SoundFile(str(source)) as reader, atomic_path(target) as tmp:
+        with sf.SoundFile(
+            str(tmp), "w", samplerate=reader.samplerate, channels=1, subtype="PCM_16", format="WAV"
+        ) as writer:
+            for data in reader.blocks(blocksize=block, dtype="float32"):
+                writer.write(data / peak if peak > 1.0 else data)
 
 
 def write_mixture_interpretation(

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from recipes.augment import AdditiveMarginSoftmax, RandomRoll, WarmupCosine, mixup
+from recipes.augment import AdditiveMarginSoftmax, DropChunk, RandomRoll, WarmupCosine, mixup
 
 
 def test_random_roll_shifts_each_clip_circularly_within_the_limit():
@@ -66,3 +66,53 @@ def test_additive_margin_softmax_known_answers():
     log_z = math.log(sum(math.exp(v) for v in (0.5, 0.1, -0.2)))
     by_hand = -(0.8 * (0.5 - log_z) + 0.1 * (0.1 - log_z) + 0.1 * (-0.2 - log_z))
     assert smoothed.item() == pytest.approx(by_hand, rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    "settings, shape",
+    [
+        (
+            {
+                "drop_length_low": 1,
+                "drop_length_high": 5,
+                "drop_count_low": 1000,
+                "drop_count_high": 2000,
+            },
+            (4, 80000),
+        ),  # the paper's recipes
+        (
+            {
+                "drop_length_low": 100,
+                "drop_length_high": 1000,
+                "drop_count_low": 0,
+                "drop_count_high": 3,
+                "drop_start": 500,
+                "drop_end": -200,
+            },
+            (6, 16000),
+        ),
+        (
+            {
+                "drop_length_low": 3,
+                "drop_length_high": 7,
+                "drop_count_low": 5,
+                "drop_count_high": 9,
+            },
+            (3, 4000, 2),
+        ),  # with channels
+    ],
+)
+def test_drop_chunk_equals_speechbrains(settings, shape):
+    """The vectorised DropChunk zeroes exactly SpeechBrain's samples from the same seed, also
+    for relative lengths below 1; the random stream is left where SpeechBrain leaves it."""
+    from speechbrain.augment.time_domain import DropChunk as SpeechBrainDropChunk
+
+    waves = torch.randn(shape, generator=torch.Generator().manual_seed(1)) + 2.0  # no zeros
+    lengths = torch.linspace(0.6, 1.0, shape[0])
+    outputs = []
+    for module in (DropChunk(**settings), SpeechBrainDropChunk(**settings)):
+        torch.manual_seed(7)
+        outputs.append((module(waves, lengths), torch.rand(1)))
+    (ours, after_ours), (theirs, after_theirs) = outputs
+    assert torch.equal(ours, theirs) and torch.equal(after_ours, after_theirs)
+    assert (ours == 0).any() or settings["drop_count_low"] == 0

@@ -203,19 +203,23 @@ def test_checkpoint_with_the_best_validation_fid_i_is_kept_and_used_for_the_test
 
 
 @pytest.mark.parametrize("backbone", ["focalnet", "vit"])
-def test_piq_recipe_end_to_end(backbone, classifier_runs, tiny_data, tmp_path):
-    out = tmp_path / "piq"
-    args = tiny_args(
-        f"piq_{backbone}",
-        backbone,
-        tiny_data,
-        out,
-        f"--classifier_folder={classifier_runs[backbone]}",
-        "--interpreter_width=8",
-        "--codebook_size=12",
-    )
-    result = run_script("train_piq.py", args)
-    assert result.returncode == 0, result.stderr[-3000:]
+def test_piq_recipe_end_to_end(backbone, classifier_runs, tiny_data, tmp_path, request):
+    """FocalNet: the session's ``piq_run`` (the same command; not trained twice); ViT: here."""
+    if backbone == "focalnet":
+        out = request.getfixturevalue("piq_run")
+    else:
+        out = tmp_path / "piq"
+        args = tiny_args(
+            f"piq_{backbone}",
+            backbone,
+            tiny_data,
+            out,
+            f"--classifier_folder={classifier_runs[backbone]}",
+            "--interpreter_width=8",
+            "--codebook_size=12",
+        )
+        result = run_script("train_piq.py", args)
+        assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((out / "test_metrics.json").read_text())
     for key in ("fid_i", "fa", "fa_mask_in"):
         assert math.isfinite(metrics[key]) and abs(metrics[key]) <= 1, key
