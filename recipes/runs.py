@@ -29,10 +29,11 @@ ARCHITECTURE_KEYS = (
     "backbone_config",
     "n_classes",
     "head_neurons",
+    "head",
     "image_antialias",
     "image_normalisation",
 )
-CARD_DEFAULTS = {"image_antialias": False, "image_normalisation": None}
+CARD_DEFAULTS = {"image_antialias": False, "image_normalisation": None, "head": "cosine"}
 
 
 class RunFolderError(RuntimeError):
@@ -90,8 +91,10 @@ def model_card(
     )
     if hasattr(hparams.get("features"), "settings"):  # the STFT the run computed
         card["stft"] = dict(hparams["features"].settings)
-    if hasattr(hparams.get("loss_fn"), "scale"):  # the cosine scores' scale in training
-        card["score_scale"] = float(hparams["loss_fn"].scale)
+    for loss in ("loss_fn", "compute_cost"):  # the scores' scale in training (1: logits)
+        if hasattr(hparams.get(loss), "scale"):
+            card["score_scale"] = float(hparams[loss].scale)
+            break
     return card
 
 
@@ -329,7 +332,12 @@ def build_classifier(card: dict, device="cpu"):
         image_antialias=card.get("image_antialias", CARD_DEFAULTS["image_antialias"]),
         image_normalisation=card.get("image_normalisation", CARD_DEFAULTS["image_normalisation"]),
     )
-    classifier = build_head(embedding_model.embedding_size, card["n_classes"], card["head_neurons"])
+    classifier = build_head(
+        embedding_model.embedding_size,
+        card["n_classes"],
+        card["head_neurons"],
+        kind=card.get("head", CARD_DEFAULTS["head"]),
+    )
     return embedding_model.to(device), classifier.to(device)
 
 
