@@ -96,12 +96,94 @@ class LMACDecoder(torch.nn.Module):
         logits = F.interpolate(self.out(h), size=size, mode="bilinear", align_corners=False)
         return logits.squeeze(1)
 
+    def card(self) -> dict:
+        """What rebuilds it (``build_decoder``): a run's ``model.json`` section."""
+        return {"in_channels": list(self.in_channels), "width": self.width}
+
+
+class CNN14Decoder(torch.nn.Module):
+    """L-MAC's decoder for CNN14, the authors' own: SpeechBrain's ``Cnn14.CNN14PSI_stft(dim, 1)``.
+
+    It reads CNN14's four maps (blocks 6, 5, 4, 3: ``dim``, ``dim/2``, ``dim/4``, ``dim/8``
+    channels, coarsest first) and returns one mask logit per STFT cell: for a 431-frame clip its
+    transposed convolutions give 425 frames of 513 bins. The authors' ``train_lmac.py`` crops
+    the log-spectrogram to those frames; here the mask covers the clip's grid, the last frames
+    get logit -inf (mask 0: left out of the interpretation, as theirs).
+
+    Arguments
+    ---------
+    dim : int
+        CNN14's embedding size (2048 in SpeechBrain's recipe).
+
+    Example
+    -------
+    >>> decoder = CNN14Decoder(64)
+    >>> stages = [torch.randn(1, 64, 13, 2), torch.randn(1, 32, 13, 2),
+    ...           torch.randn(1, 16, 26, 5), torch.randn(1, 8, 53, 10)]
+    >>> logits = decoder(stages, (431, 513))
+    >>> logits.shape, bool(torch.isinf(logits[:, 425:]).all())
+    (torch.Size([1, 431, 513]), True)
+    """
+
+    def __init__(self, dim: int = 2048):
+        super().__init__()
+        from speechbrain.lobes.models.Cnn14 import CNN14PSI_stft
+
+        self.dim = int(dim)
+        self.psi = CNN14PSI_stft(self.dim, 1)
+
+    def forward(self, stages: Sequence[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
+        """Mask logits [B, *size] from CNN14's four maps (coarsest first)."""
+        if len(stages) != 4:
+            raise ValueError(f"CNN14Decoder reads CNN14's 4 maps, got {len(stages)}")
+        logits = self.psi(list(stages)).squeeze(1)  # [B, T', 513]
+        frames, bins = size
+        if logits.shape[-1] != bins:
+            raise ValueError(
+                f"CNN14PSI_stft gives {logits.shape[-1]} frequency bins, the spectrogram has "
+                f"{bins}: it is built for the 1024-point STFT"
+            )
+        logits = logits[:, :frames]
+        if logits.shape[1] < frames:
+            logits = F.pad(logits, (0, 0, 0, frames - logits.shape[1]), value=float("-inf"))
+        return logits
+
+    def card(self) -> dict:
+        """What rebuilds it (``build_decoder``)."""
+        return {"kind": "cnn14psi_stft", "dim": self.dim}
+
+
+def build_decoder(card: dict) -> torch.nn.Module:
+    """The decoder a run's ``model.json`` section describes (``card()`` of either decoder).
+
+    Example
+    -------
+    >>> type(build_decoder({"kind": "cnn14psi_stft", "dim": 64})).__name__
+    'CNN14Decoder'
+    >>> build_decoder({"in_channels": [8, 4], "width": 4}).card()
+    {'in_channels': [8, 4], 'width': 4}
+    """
+    card = dict(card)
+    if card.pop("kind", "stages") == "cnn14psi_stft":
+        return CNN14Decoder(**card)
+    return LMACDecoder(**card)
+
+
+def decoder_for(embedding_model, width: int = 128) -> torch.nn.Module:
+    """The L-MAC decoder of a backbone (the YAMLs' factory): the authors' ``CNN14PSI_stft`` for a
+    backbone whose ``lmac_decoder`` says so (CNN14: ``width`` unused, its size is fixed by the
+    embedding), else ``LMACDecoder`` on its stages at ``width``."""
+    if getattr(embedding_model, "lmac_decoder", "stages") == "cnn14psi_stft":
+        return CNN14Decoder(embedding_model.embedding_size)
+    return LMACDecoder(stage_channels(embedding_model), width)
+
 
 def stage_channels(embedding_model) -> list[int]:
-    """The channels of ``embedding_model``'s decoder inputs, found with one forward of a blank
-    224x224 image (works for any backbone config)."""
+    """The channels of ``embedding_model``'s decoder inputs, found with one forward of the view
+    of a blank 5 s log-spectrogram (works for any backbone config)."""
     parameter = next(embedding_model.parameters())
-    image = torch.zeros(1, 3, 224, 224, device=parameter.device, dtype=parameter.dtype)
+    log_spec = torch.zeros(1, 431, 513, device=parameter.device, dtype=parameter.dtype)
+    image = embedding_model.image(log_spec).to(parameter.dtype)
     was_training = embedding_model.training
     embedding_model.eval()
     with torch.no_grad():

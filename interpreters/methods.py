@@ -36,7 +36,7 @@ import torch
 from interpreters import attributions
 from interpreters.baselines import energy_map, random_map
 from interpreters.gradcam import gradcam
-from interpreters.lmac import LMACDecoder
+from interpreters.lmac import build_decoder
 from interpreters.maps import quantile_mask, upsample_map
 from interpreters.piq import PIQInterpreter, piq_grid
 
@@ -151,8 +151,8 @@ LMAC_RUN = TrainedRun(
     card_key="decoder",
     select_key="loss",
     select_max=False,
-    build=lambda card: LMACDecoder(**card),
-    describe=lambda module: {"in_channels": list(module.in_channels), "width": module.width},
+    build=build_decoder,
+    describe=lambda module: module.card(),
 )
 
 METHODS: dict[str, Method] = {

@@ -29,13 +29,14 @@ Example
 >>> vit(torch.randn(1, 3, 224, 224), with_map=True)["by_design_map"].shape
 torch.Size([1, 14, 14])
 >>> sorted(BACKBONES), BACKBONES["vit"].label
-(['focalnet', 'vit'], 'ViT')
+(['cnn14', 'focalnet', 'vit'], 'ViT')
 """
 
 from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -53,6 +54,9 @@ TINY_VIT = {
     "num_attention_heads": 2,
     "intermediate_size": 64,
 }
+# CNN14 at 1/32 of its widths (conv blocks 2, 4, ..., 32 channels, embedding 64): SpeechBrain's
+# Cnn14 has fixed widths, so tests narrow its blocks (``Cnn14Backbone``); 80 mel bands as theirs.
+TINY_CNN14 = {"width": 2, "emb_dim": 64}
 
 
 def _plain(value):
@@ -108,6 +112,12 @@ class Backbone(ImageView, torch.nn.Module):
     config_class = None
     config_file = ""
     has_by_design_map = True
+    # The method the classifier recipe's test stage scores (``interpreters.methods``): the
+    # by-design map where the backbone has one.
+    test_method = "by_design"
+    # L-MAC's decoder (``interpreters.lmac.decoder_for``): "stages" (``LMACDecoder``) or
+    # "cnn14psi_stft" (the authors' CNN14 decoder).
+    lmac_decoder = "stages"
 
     def __init__(self, model: torch.nn.Module, image_antialias=False, image_normalisation=None):
         super().__init__()
@@ -376,6 +386,139 @@ class ViT(Backbone):
         return result
 
 
+@dataclass
+class Cnn14Config:
+    """What builds a CNN14 and its front-end (``recipes/configs/cnn14.json``).
+
+    ``mel_bins``, ``emb_dim``, ``norm_type``: SpeechBrain's ``Cnn14`` arguments; ``width``: the
+    channels of its first conv block (64, fixed in SpeechBrain's class; the blocks double it up
+    to 1024). Any other width rebuilds blocks 1-5 as SpeechBrain ``ConvBlock``s at ``width``,
+    ``2 width``, ..., ``16 width`` (tests only: ``TINY_CNN14``). ``n_fft``, ``sample_rate``: the
+    mel filterbank's (SpeechBrain's ``Filterbank``, as their ESC-50 CNN14 recipe).
+    """
+
+    mel_bins: int = 80
+    emb_dim: int = 2048
+    norm_type: str = "bn"
+    width: int = 64
+    n_fft: int = 1024
+    sample_rate: int = 16000
+
+
+class Cnn14Backbone(Backbone):
+    """SpeechBrain's ``speechbrain.lobes.models.Cnn14.Cnn14`` with the front-end of SpeechBrain's
+    ESC-50 CNN14 recipe (``recipes/ESC50/classification/hparams/cnn14.yaml``).
+
+    Its view of a log-spectrogram ``log1p(|STFT|)`` [B, T, 513] is ``log1p(Filterbank(|STFT|))``
+    [B, T, 80]: the magnitude (``expm1`` of the log-spectrogram; their ``spec_mag_power: 0.5``)
+    through 80 triangular mel filters (``log_mel: False``), then ``log1p`` (``use_log1p_mel``), so
+    a mask on the log-spectrogram reaches the classifier as the authors' L-MAC recipe maps it
+    (``train_lmac.py``, ``use_stft2mel``). No image: ``image_antialias`` and
+    ``image_normalisation`` do not apply.
+
+    Outputs: ``embedding`` [B, emb_dim] (Cnn14's max + mean pooled embedding); ``grid`` the last
+    conv block's map [B, emb_dim, T/32, 80/32] (time x mel, 13 x 2 for 5 s); ``stages`` the
+    four maps Cnn14 returns with ``return_reps`` (blocks 6, 5, 4, 3: coarsest first, as
+    ``CNN14PSI_stft`` reads them). No by-design map (``has_by_design_map`` False): the
+    classifier recipe's test stage scores Grad-CAM instead.
+    """
+
+    name = "cnn14"
+    label = "CNN14"
+    config_class = Cnn14Config
+    config_file = "cnn14.json"
+    has_by_design_map = False
+    test_method = "gradcam"
+    lmac_decoder = "cnn14psi_stft"
+
+    def __init__(self, model, image_antialias=False, image_normalisation=None, config=None):
+        if image_antialias or image_normalisation is not None:
+            raise ValueError(
+                "cnn14 reads mel filterbank features, not an image: image_antialias and "
+                "image_normalisation do not apply (leave them False / null)"
+            )
+        super().__init__(model)
+        from speechbrain.processing.features import Filterbank
+
+        config = config or Cnn14Config(mel_bins=model.norm0.num_features)
+        self.config = config
+        # No parameters, no buffers (frozen): checkpoints hold Cnn14's weights only.
+        self.fbank = Filterbank(
+            n_mels=config.mel_bins,
+            n_fft=config.n_fft,
+            sample_rate=config.sample_rate,
+            log_mel=False,
+        )
+
+    @classmethod
+    def _from_config(cls, config):
+        from speechbrain.lobes.models.Cnn14 import Cnn14, ConvBlock
+
+        model = Cnn14(config.mel_bins, config.emb_dim, config.norm_type, return_reps=True)
+        if config.width != 64:
+            widths = [1] + [config.width * 2**i for i in range(5)]
+            for index in range(5):
+                block = ConvBlock(widths[index], widths[index + 1], config.norm_type)
+                setattr(model, f"conv_block{index + 1}", block)
+            model.conv_block6 = ConvBlock(widths[-1], config.emb_dim, config.norm_type)
+        return model
+
+    @classmethod
+    def build_from_config(cls, config, **view):
+        """The backbone of ``config`` (random weights)."""
+        return cls(cls._from_config(config), config=config, **view)
+
+    @classmethod
+    def _from_pretrained(cls, source, cache_dir):
+        """SpeechBrain's pretrained encoder: ``embedding_model.ckpt`` (a ``Cnn14`` state dict at
+        the shipped config) of a folder or of a hub repository (``speechbrain/cnn14-esc50``, as
+        their recipe's ``embedding_model_path``)."""
+        folder = Path(source)
+        if not folder.is_dir():
+            from recipes.offline import download_hub_files
+
+            folder = download_hub_files(
+                source, ("embedding_model.ckpt",), cache_dir, what="the pretrained CNN14 encoder"
+            )
+        path = folder / "embedding_model.ckpt"
+        if not path.is_file():
+            raise OSError(f"{folder} has no embedding_model.ckpt")
+        model = cls._from_config(cls.config())
+        model.load_state_dict(torch.load(path, map_location="cpu"))
+        return model
+
+    @classmethod
+    def owns_state(cls, state):
+        return any(key.startswith("conv_block1.") for key in state)
+
+    def load_state(self, state: dict) -> None:
+        """Loads a Cnn14 state dict (SpeechBrain's ``embedding_model.ckpt``); every weight must
+        fit (RuntimeError naming what does not)."""
+        self.backbone.load_state_dict(state)
+
+    def last_stage(self):
+        return self.backbone.conv_block6
+
+    @property
+    def embedding_size(self) -> int:
+        return self.backbone.conv_block6.conv2.out_channels
+
+    def image(self, log_spec: torch.Tensor) -> torch.Tensor:
+        """[B, T, F] log-spectrograms -> [B, T, mel_bins] log1p mel features (see the class)."""
+        magnitude = torch.expm1(log_spec.float()).clamp(min=0.0)
+        return torch.log1p(self.fbank(magnitude))
+
+    def forward(self, features: torch.Tensor, with_map: bool = False, with_stages: bool = False):
+        """See the class docstring; ``by_design_map`` is None with ``with_map``."""
+        embedding, reps = self.backbone(features)
+        result = {"embedding": embedding.squeeze(1), "grid": reps[0]}
+        if with_map:
+            result["raw_map"] = result["by_design_map"] = None
+        if with_stages:
+            result["stages"] = list(reps)
+        return result
+
+
 def _patch_grid(hidden: torch.Tensor) -> torch.Tensor:
     """ViT tokens [B, 1 + N, D] -> patches on their square grid [B, D, sqrt(N), sqrt(N)]."""
     patches = hidden[:, 1:]
@@ -383,7 +526,7 @@ def _patch_grid(hidden: torch.Tensor) -> torch.Tensor:
     return patches.transpose(1, 2).reshape(hidden.shape[0], -1, side, side)
 
 
-BACKBONES: dict[str, type[Backbone]] = {cls.name: cls for cls in (FocalNet, ViT)}
+BACKBONES: dict[str, type[Backbone]] = {cls.name: cls for cls in (FocalNet, ViT, Cnn14Backbone)}
 
 
 def backbone_class(name: str) -> type[Backbone]:
@@ -448,5 +591,10 @@ def build(
 
         model = load_pretrained(cls._from_pretrained, source, cache_dir)
     else:
-        model = cls._from_config(cls.config(config_overrides))
+        config = cls.config(config_overrides)
+        if hasattr(cls, "build_from_config"):
+            return cls.build_from_config(
+                config, image_antialias=image_antialias, image_normalisation=image_normalisation
+            )
+        model = cls._from_config(config)
     return cls(model, image_antialias=image_antialias, image_normalisation=image_normalisation)

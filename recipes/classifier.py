@@ -105,11 +105,12 @@ class ClassifierBrain(InterpretationScoring, sb.Brain):
     def _interpret_batch(self, predictions, batch):
         log_spec = predictions["log_spec"]
         outputs = predictions["outputs"]
-        self.note_dtype("raw_map", outputs["raw_map"])
-        by_design = get_method("by_design").compute(
-            MethodBatch(log_spec, outputs, self.audio_classifier)
-        )
-        mask = quantile_mask(by_design, self.quantile)
+        if outputs.get("raw_map") is not None:
+            self.note_dtype("raw_map", outputs["raw_map"])
+        # The by-design map; a backbone without one (CNN14) names another method.
+        method = get_method(self.hparams.embedding_model.test_method)
+        values = method.compute(MethodBatch(log_spec, outputs, self.audio_classifier))
+        mask = quantile_mask(values, self.quantile)
         self.score_masks(
             batch,
             log_spec,
@@ -178,6 +179,6 @@ class ClassifierBrain(InterpretationScoring, sb.Brain):
             extra={
                 "test_loss": stats["loss"],
                 "backbone": self.hparams.embedding_model.name,
-                "method": "by_design",
+                "method": self.hparams.embedding_model.test_method,
             },
         )

@@ -185,9 +185,10 @@ def load_released(
 ) -> LoadedModel:
     """SpeechBrain's published checkpoints for the paper, from a local folder.
 
-    The folder holds ``embedding_model.ckpt`` (the state dict of the HuggingFace backbone, with
-    transformers 4.x or 5.x key names: ``recipes.backbones.Backbone.load_state``),
-    ``classifier.ckpt`` (the cosine head) and ``label_encoder.txt`` (SpeechBrain
+    The folder holds ``embedding_model.ckpt`` (the state dict of the backbone: a HuggingFace
+    model, with transformers 4.x or 5.x key names, ``recipes.backbones.Backbone.load_state``, or
+    SpeechBrain's ``Cnn14``), ``classifier.ckpt`` (the cosine head; CNN14's: a
+    ``torch.nn.Linear``, whose scores are logits) and ``label_encoder.txt`` (SpeechBrain
     ``CategoricalEncoder``; its order is the first appearance of each class in the training
     manifest, not ESC-50's ``target``). Without ``label_encoder.txt``, ``data_folder`` (an
     ESC-50 copy) gives that order. ``backbone`` is read from the state dict's keys when not given
@@ -225,7 +226,10 @@ def load_released(
             f"{folder}: classifier.ckpt has {n_classes} classes, the label order "
             f"{len(class_names)}."
         )
-    head = build_head(embedding_model.embedding_size, n_classes, head_neurons)
+    # SpeechBrain's CNN14 release has a torch.nn.Linear head (weight and bias: logits, score
+    # scale 1); the FocalNet / ViT releases the cosine head (score scale 30).
+    kind = "linear" if set(head_state) == {"weight", "bias"} else "cosine"
+    head = build_head(embedding_model.embedding_size, n_classes, head_neurons, kind=kind)
     try:
         embedding_model.load_state(backbone_state)
         head.load_state_dict(head_state)
@@ -241,6 +245,7 @@ def load_released(
         quantile=quantile,
         device=device,
         input_normalisation="signed_max",  # the authors' sig / sig.max()
+        score_scale=1.0 if kind == "linear" else SCORE_SCALE,
     )
 
 
@@ -314,12 +319,15 @@ def resolve_methods(model_folder, methods=None, runs=(), device="cpu", quantile=
 
     ``model_folder`` is a classifier run, a trained method's run (its classifier is loaded and
     its method comes with it) or a released model; each folder of ``runs`` is a trained method's
-    run on that classifier. ``methods`` default: the model folder's own method (``by_design`` for
-    a classifier) and the method of each run. A named method that needs a run nobody gave, or an
+    run on that classifier. ``methods`` default: the model folder's own method (for a
+    classifier its backbone's ``test_method``: ``by_design``, CNN14's ``gradcam``) and the
+    method of each run; ``by_design`` on a backbone without a map is a one-line
+    RunFolderError. A named method that needs a run nobody gave, or an
     unknown name, is a RunFolderError naming it.
     """
     model, trained = load_model(model_folder, device, quantile, **released)
-    default = list(trained) or ["by_design"]
+    backbone = model.classifier.backbone
+    default = list(trained) or [backbone.test_method]
     for folder in runs:
         name, module = load_trained_run(folder, model.folder, device)
         if name in trained:
@@ -333,6 +341,11 @@ def resolve_methods(model_folder, methods=None, runs=(), device="cpu", quantile=
             method = get_method(name)
         except ValueError as error:
             raise RunFolderError(str(error)) from None
+        if "map" in method.outputs and not backbone.has_by_design_map:
+            raise RunFolderError(
+                f"--methods {name}: {backbone.label} has no by-design map; choose another method "
+                f"(e.g. {backbone.test_method})"
+            )
         if method.needs == "run" and method.run_name not in trained:
             raise RunFolderError(
                 f"--methods {name} needs a {method.run.script} run on {model.folder}: give it "

@@ -22,15 +22,20 @@ from __future__ import annotations
 import torch
 from speechbrain.lobes.models.ECAPA_TDNN import Classifier
 
-from recipes.backbones import TINY_FOCALNET, TINY_VIT, Backbone, build
+from recipes.backbones import TINY_CNN14, TINY_FOCALNET, TINY_VIT, Backbone, build
+
+HEADS = ("cosine", "linear")
 
 __all__ = [
+    "HEADS",
+    "TINY_CNN14",
     "TINY_FOCALNET",
     "TINY_VIT",
     "AudioClassifier",
     "build_embedder",
     "build_head",
     "count_parameters",
+    "head_kind",
 ]
 
 
@@ -38,14 +43,29 @@ build_embedder = build  # the YAMLs' factory: ``!apply:recipes.models.build_embe
 
 
 def build_head(
-    input_size: int, n_classes: int, lin_neurons: int = 192, bn_momentum: float = 0.1
+    input_size: int,
+    n_classes: int,
+    lin_neurons: int = 192,
+    bn_momentum: float = 0.1,
+    kind: str = "cosine",
 ) -> torch.nn.Module:
-    """SpeechBrain's cosine classifier (``ECAPA_TDNN.Classifier``, one linear block).
+    """The classifier head: [B, 1, input_size] -> scores [B, 1, n_classes].
 
-    Outputs cosine similarities [B, 1, n_classes] for inputs [B, 1, input_size].
-    ``bn_momentum`` sets the momentum of the block's BatchNorm running statistics (0.1 is
-    PyTorch's and SpeechBrain's default).
+    ``kind="cosine"`` (the paper's): SpeechBrain's cosine classifier (``ECAPA_TDNN.Classifier``,
+    one linear block of ``lin_neurons``), scores are cosine similarities; ``bn_momentum`` sets
+    the momentum of the block's BatchNorm running statistics (0.1 is PyTorch's and SpeechBrain's
+    default). ``kind="linear"`` (SpeechBrain's CNN14 recipe): ``torch.nn.Linear(input_size,
+    n_classes)``, scores are logits (score scale 1); ``lin_neurons`` and ``bn_momentum`` unused.
+
+    Example
+    -------
+    >>> build_head(8, 3, kind="linear")(torch.zeros(2, 1, 8)).shape
+    torch.Size([2, 1, 3])
     """
+    if kind == "linear":
+        return torch.nn.Linear(input_size, n_classes)
+    if kind != "cosine":
+        raise ValueError(f"head must be one of {HEADS}, got {kind!r}")
     head = Classifier(
         input_size=input_size, lin_blocks=1, lin_neurons=lin_neurons, out_neurons=n_classes
     )
@@ -53,6 +73,11 @@ def build_head(
         if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
             module.momentum = bn_momentum
     return head
+
+
+def head_kind(head: torch.nn.Module) -> str:
+    """``"linear"`` for a ``torch.nn.Linear`` head, else ``"cosine"``."""
+    return "linear" if isinstance(head, torch.nn.Linear) else "cosine"
 
 
 class AudioClassifier(torch.nn.Module):

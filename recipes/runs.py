@@ -28,6 +28,7 @@ ARCHITECTURE_KEYS = (
     "backbone_config",
     "n_classes",
     "head_neurons",
+    "head",
     "image_antialias",
     "image_normalisation",
 )
@@ -60,7 +61,8 @@ def model_card(
     ...            "head_neurons": 192, "source": "google/vit-base-patch16-224",
     ...            "pretrained": False, "sample_rate": 16000, "clip_seconds": 5.0,
     ...            "data_folder": "data", "manifest_folder": "m", "quantile": 0.9,
-    ...            "subset": "esc10", "image_antialias": False, "image_normalisation": None}
+    ...            "subset": "esc10", "image_antialias": False, "image_normalisation": None,
+    ...            "head": "cosine"}
     >>> labels = [{"label": 0, "target": 0, "class_name": "dog"},
     ...           {"label": 1, "target": 10, "class_name": "rain"}]
     >>> card = model_card(hparams, ["dog", "rain"], embedding_size=32, labels=labels)
@@ -88,8 +90,10 @@ def model_card(
     )
     if hasattr(hparams.get("features"), "settings"):  # the STFT the run computed
         card["stft"] = dict(hparams["features"].settings)
-    if hasattr(hparams.get("loss_fn"), "scale"):  # the cosine scores' scale in training
-        card["score_scale"] = float(hparams["loss_fn"].scale)
+    for loss in ("loss_fn", "compute_cost"):  # the scores' scale in training (1: logits)
+        if hasattr(hparams.get(loss), "scale"):
+            card["score_scale"] = float(hparams[loss].scale)
+            break
     return card
 
 
@@ -326,7 +330,12 @@ def build_classifier(card: dict, device="cpu"):
         image_antialias=card["image_antialias"],
         image_normalisation=card["image_normalisation"],
     )
-    classifier = build_head(embedding_model.embedding_size, card["n_classes"], card["head_neurons"])
+    classifier = build_head(
+        embedding_model.embedding_size,
+        card["n_classes"],
+        card["head_neurons"],
+        kind=card["head"],
+    )
     return embedding_model.to(device), classifier.to(device)
 
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from interpreters.maps import attention_map, modulation_map, upsample_map
-from recipes.backbones import BACKBONES, backbone_class, build
+from recipes.backbones import BACKBONES, TINY_CNN14, backbone_class, build
 from recipes.features import to_image
 from recipes.models import (
     TINY_FOCALNET,
@@ -15,7 +15,7 @@ from recipes.models import (
     count_parameters,
 )
 
-TINY = {"focalnet": TINY_FOCALNET, "vit": TINY_VIT}
+TINY = {"focalnet": TINY_FOCALNET, "vit": TINY_VIT, "cnn14": TINY_CNN14}
 
 
 @pytest.mark.parametrize(
@@ -55,7 +55,7 @@ def test_tiny_backbones_give_embedding_grid_and_map_in_one_layout(backbone, over
 
 
 def test_backbone_registry_names_labels_and_released_state_detection():
-    assert sorted(BACKBONES) == ["focalnet", "vit"]
+    assert sorted(BACKBONES) == ["cnn14", "focalnet", "vit"]
     assert [BACKBONES[name].label for name in ("focalnet", "vit")] == ["FocalNet", "ViT"]
     from recipes.backbones import released_backbone
 
@@ -182,6 +182,7 @@ def test_model_card_records_the_image_view():
         "backbone_config": {"embed_dim": 8, "depths": [1, 1, 1, 1]},
         "n_classes": 3,
         "head_neurons": 16,
+        "head": "cosine",
         "image_antialias": False,
         "image_normalisation": None,
     }
