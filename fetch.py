@@ -27,6 +27,7 @@ from pathlib import Path
 from huggingface_hub.constants import HF_HUB_CACHE
 
 from data_prep.esc50 import ESC50_URL, download_esc50, has_esc50
+from interpreters.methods import METHODS
 from recipes.cli import check_settings, parse_command, preview_settings, run_main
 from recipes.offline import DownloadError, download_hub_files, load_pretrained
 
@@ -115,10 +116,10 @@ def main(argv=None):
     for line in filter(None, done):
         print(line)
     if argv:
-        name = Path(argv[0]).name
-        script = next(
-            (f"train_{m}.py" for m in ("piq", "lmac") if m in name), "train_classifier.py"
-        )
+        scripts = {m.name: m.run.script for m in METHODS.values() if m.run is not None}
+        words = Path(argv[0]).stem.split("_")  # e.g. piq_focalnet, esc10_lmac
+        script = next((s for m, s in scripts.items() if m in words), None)
+        script = script or "train_classifier.py"  # a YAML named after no trained method
         print(
             "All there: on the machine without network run the recipe with the same arguments: "
             f"HF_HUB_OFFLINE=1 python {script} {shlex.join(argv)}"

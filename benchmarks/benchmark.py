@@ -55,7 +55,7 @@ from interpreters.maps import quantile_mask, upsample_map
 from interpreters.piq import PIQInterpreter, piq_grid, piq_loss, target_mask
 from recipes.classifier import ClassifierBrain
 from recipes.features import LogSpectrogram, to_image
-from recipes.models import TINY_FOCALNET, build_embedder, build_head
+from recipes.models import TINY_FOCALNET, AudioClassifier, build_embedder, build_head
 
 BATCH = 16
 CLIP_SAMPLES = 80000
@@ -254,7 +254,7 @@ def count_eval_forwards(folder: Path, device):
 
 def bench_piq(features, device, batch):
     embedder = build_embedder("focalnet", pretrained=False).to(device).eval()
-    head = build_head(embedder.embedding_size, 50).to(device).eval()
+    model = AudioClassifier(embedder, build_head(embedder.embedding_size, 50)).to(device).eval()
     interpreter = PIQInterpreter(embedder.embedding_size, 50).to(device).train()
     optimizer = torch.optim.Adam(interpreter.parameters(), lr=2e-4, weight_decay=2e-6)
     wavs = random_batch(device, batch)
@@ -263,10 +263,9 @@ def bench_piq(features, device, batch):
         optimizer.zero_grad(set_to_none=True)
         log_spec, _ = features(wavs, with_phase=False)
         with torch.no_grad():
-            out = embedder(to_image(log_spec))
-            scores = head(out["embedding"].unsqueeze(1)).squeeze(1)
+            out = model(log_spec)
             grid = piq_grid(out["grid"])
-        result = interpreter(grid, scores.argmax(dim=1))
+        result = interpreter(grid, out["scores"].argmax(dim=1))
         piq_loss(result, target_mask(log_spec))["total"].backward()
         optimizer.step()
 

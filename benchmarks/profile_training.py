@@ -49,6 +49,7 @@ sys.path.insert(0, str(REPO))
 
 import train_classifier  # noqa: E402
 from recipes.classifier import ClassifierBrain  # noqa: E402
+from recipes.models import AudioClassifier  # noqa: E402
 
 TRAIN_PHASES = (
     "load",
@@ -250,19 +251,20 @@ def compare_formats(brain, dataset, pairs: int = 30) -> dict:
     labels = batch.label.unsqueeze(1)
 
     def make_step(channels_last, bf16):
-        embedder = copy.deepcopy(brain.hparams.embedding_model).train()
-        head = copy.deepcopy(brain.hparams.classifier).train()
-        if channels_last:
-            embedder.to(memory_format=torch.channels_last)
-        params = [p for p in (*embedder.parameters(), *head.parameters()) if p.requires_grad]
+        model = AudioClassifier(
+            copy.deepcopy(brain.hparams.embedding_model), copy.deepcopy(brain.hparams.classifier)
+        ).train()
+        if channels_last:  # the weights and the backbone's input image in NHWC
+            model.embedding_model.to(memory_format=torch.channels_last)
+            model.embedding_model.register_forward_pre_hook(
+                lambda module, args: (args[0].contiguous(memory_format=torch.channels_last),)
+            )
+        params = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=1e-4)
 
         def step():
-            image = embedder.image(log_spec)
-            if channels_last:
-                image = image.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                scores = head(embedder(image)["embedding"].unsqueeze(1))
+                scores = model.scores(log_spec).unsqueeze(1)
                 loss = brain.hparams.compute_cost(scores, labels)
             loss.backward()
             optimizer.step()
