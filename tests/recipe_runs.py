@@ -29,8 +29,12 @@ def tiny_args(hparams_file, backbone, data_folder, output_folder, *extra):
     ]
 
 
-def run_script(script, args, timeout=600, env=None):
-    """``python script args`` in the repository; the CompletedProcess (text output)."""
+def run_script(script, args, timeout=1800, env=None):
+    """``python script args`` in the repository; the CompletedProcess (text output).
+
+    ``timeout`` only guards against a hang: on a slow or shared CPU the quickstart steps take
+    several minutes each.
+    """
     return subprocess.run(
         [sys.executable, script, *args],
         cwd=REPO_ROOT,

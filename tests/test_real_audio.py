@@ -42,7 +42,7 @@ def esc10_run(real_esc10, tmp_path_factory):
         "--warmup_epochs=2",
         "--n_interpretations=3",
     ]
-    result = run_script("train_classifier.py", args, timeout=600)
+    result = run_script("train_classifier.py", args)
     assert result.returncode == 0, result.stderr[-3000:]
     return out
 

@@ -19,7 +19,7 @@ def _args(backbone, data_folder, output_folder, *extra):
     return tiny_args(backbone, backbone, data_folder, output_folder, "--pretrained=False", *extra)
 
 
-def _run(args, timeout=600):
+def _run(args, timeout=1800):
     return run_script("train_classifier.py", args, timeout)
 
 
