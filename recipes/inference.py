@@ -163,6 +163,18 @@ class AudioInterpreter:
         the probabilities averaged over the non-silent windows), ``windows`` (per 5 s window:
         start, end, predicted class, probability) and ``n_windows``.
         """
+        prepared = self.prepare_waveform(signal, sample_rate)
+        scores, mask = self.mask(prepared["log_spec"], quantile, prepared["valid"])
+        return self.finish_waveform(prepared, scores, mask)
+
+    @torch.no_grad()
+    def prepare_waveform(self, signal: torch.Tensor, sample_rate: int) -> dict:
+        """The first half of ``interpret_waveform``: the signal downmixed, resampled, cut into
+        windows, each scaled; returns ``wave`` (mono, the model's rate), ``log_spec`` and
+        ``phase`` [n_windows, T, F], ``valid`` (the cells a same-area quantile counts, or None),
+        ``scales``, ``peaks``, ``n_samples``, ``n_windows``, ``last_frames``. A mask of
+        ``log_spec`` (any method, any q) then goes to ``finish_waveform``: the explorer
+        (``recipes/listening``) keeps this between changes of method and q."""
         model = self.model
         if signal.dim() == 1:
             signal = signal.unsqueeze(1)
@@ -185,16 +197,39 @@ class AudioInterpreter:
         if last_frames < log_spec.shape[1]:  # the zero padding does not count in the quantile
             valid = torch.ones(log_spec.shape, dtype=torch.bool, device=log_spec.device)
             valid[-1, last_frames:] = False
-        scores, mask = self.mask(log_spec, quantile, valid)
-        x_int = mask * log_spec
-        waves = model.features.inverse(x_int, phase, length=clip) * scales
-        interpretation = waves.reshape(-1)[:n_samples].cpu()
+        return {
+            "wave": wave,
+            "log_spec": log_spec,
+            "phase": phase,
+            "valid": valid,
+            "scales": scales,
+            "peaks": peaks,
+            "n_samples": n_samples,
+            "n_windows": n_windows,
+            "last_frames": last_frames,
+        }
 
+    @torch.no_grad()
+    def resynthesise(self, prepared: dict, log_spec: torch.Tensor) -> torch.Tensor:
+        """The signal [samples] of (masked) log-spectrogram windows of ``prepared``: each
+        window's inverse STFT with the original phase, scaled back, cut to the input's length."""
+        clip = self.model.clip_samples
+        waves = self.model.features.inverse(log_spec, prepared["phase"], length=clip)
+        return (waves * prepared["scales"]).reshape(-1)[: prepared["n_samples"]].cpu()
+
+    @torch.no_grad()
+    def finish_waveform(self, prepared: dict, scores: torch.Tensor, mask: torch.Tensor) -> dict:
+        """The second half of ``interpret_waveform``: its result dict from ``prepared``
+        (``prepare_waveform``), the windows' scores and their mask [n_windows, T, F]."""
+        model = self.model
+        log_spec, n_windows = prepared["log_spec"], prepared["n_windows"]
+        n_samples = prepared["n_samples"]
+        interpretation = self.resynthesise(prepared, mask * log_spec)
         probs = model.probabilities(scores)
-        audible = peaks.squeeze(1) > 0
+        audible = prepared["peaks"].squeeze(1) > 0
         mean_probs = probs[audible].mean(dim=0)
         top = torch.topk(mean_probs, k=min(5, len(model.class_names)))
-        n_frames = (n_windows - 1) * log_spec.shape[1] + last_frames
+        n_frames = (n_windows - 1) * log_spec.shape[1] + prepared["last_frames"]
         window_rows = []
         for index in range(n_windows):
             best = int(probs[index].argmax())

@@ -518,6 +518,21 @@ def write_csv_rows(rows: Sequence[dict], path: str | os.PathLike) -> None:
         writer.writerows(rows)
 
 
+def save_ratings_boxplot(
+    data: Sequence[Sequence[float]], labels: Sequence[str], path: str | os.PathLike, title: str
+) -> None:
+    """Box plot (with means) of listening-test ratings (0-100), one box per condition."""
+    figure = _new_figure((1.3 * len(labels) + 2, 4.2))
+    axes = figure.add_subplot(1, 1, 1)
+    axes.boxplot([list(values) or [float("nan")] for values in data], showmeans=True)
+    axes.set_xticks(range(1, len(labels) + 1), labels, rotation=20)
+    axes.set_ylim(-2, 102)
+    axes.set_ylabel("rating (0-100)")
+    axes.set_title(title, fontsize=10)
+    figure.tight_layout()
+    _save_figure(figure, path, dpi=100)
+
+
 def save_sanity_png(rows: Sequence[dict], path: str | os.PathLike) -> None:
     """Bars of the mean Spearman correlation per method and randomisation level.
 
