@@ -100,7 +100,11 @@ def create_app(explorer=None, test_folder=None, db_path=None, token=None) -> Fla
     def test_start():
         db = need(database, "listening test (give --test)")
         return render_template(
-            "test_start.html", test=db.test, n_clips=len(db.test["clips"]), spoken=spoken
+            "test_start.html",
+            test=db.test,
+            n_clips=len(db.test["clips"]),
+            n_pages=len(db.test["clips"]) * (2 if db.test.get("ab") else 1),
+            spoken=spoken,
         )
 
     @app.get("/test/<participant>")

@@ -55,7 +55,12 @@ async function upload() {
   const response = await fetch("/api/upload", {method: "POST", body: data});
   const body = await response.json().catch(() => ({error: response.statusText}));
   $("upload").value = "";
-  if (!response.ok) { showError(body.error); $("status").textContent = ""; return; }
+  if (!response.ok) {
+    const shown = $("result").hidden ? "" : ` (still showing ${$("clip").selectedOptions[0].text})`;
+    showError(body.error + shown);
+    $("status").textContent = "";
+    return;
+  }
   let option = [...$("clip").options].find((o) => o.value === body.clip);
   if (!option) {
     option = new Option(`${body.name} (your file)`, body.clip);

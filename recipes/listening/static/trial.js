@@ -50,15 +50,19 @@ function renderMushra() {
     if (rating === null) row.classList.add("unrated");
     const input = row.querySelector("input");
     input.addEventListener("input", () => { row.querySelector(".value").textContent = input.value; });
-    input.addEventListener("change", async () => {
+    // a click on the thumb without moving it rates too (an unrated slider sits at 50)
+    const commit = async () => {
+      if (current.ratings[slot] === Number(input.value)) return;
       try {
         await post("/api/rate", {trial: current.position, slot, rating: Number(input.value)});
         current.ratings[slot] = Number(input.value);
         row.classList.remove("unrated");
+        row.querySelector(".value").textContent = input.value;
         showError("");
       } catch (error) { showError(error.message); }
       updateNext();
-    });
+    };
+    for (const event of ["change", "pointerup", "keyup"]) input.addEventListener(event, commit);
   });
 }
 
