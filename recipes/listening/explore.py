@@ -3,11 +3,12 @@
 ``Explorer(model, trained, cache_folder)`` answers ``result(clip, method, q)`` with the top
 classes, the mask's share and four files (the original, the interpretation ``mask * log_spec``,
 the removed part ``(1 - mask) * log_spec``, both resynthesised with the original phase, and the
-3-panel picture) in ``cache_folder``. Three caches make moving back and forth cheap: per clip the
-prepared windows (``AudioInterpreter.prepare_waveform``: log-spectrogram, phase, scales), per
-(clip, method) the method's map (one forward / backward of the classifier, whatever q), and per
-(clip, method, q) the result and its files (a repeated request is a dictionary look-up). A
-changed q on a cached (clip, method) costs a quantile threshold, two inverse STFTs and a PNG.
+3-panel picture, ``recipes.outputs.save_panels_png``) in ``cache_folder``. Three caches make
+moving back and forth cheap: per clip the prepared windows
+(``AudioInterpreter.prepare_waveform``: log-spectrogram, phase, scales), per (clip, method)
+the method's map (one forward / backward of the classifier, whatever q), and per (clip, method,
+q) the result and its files (a repeated request is a dictionary look-up). A changed q on a
+cached (clip, method) costs a quantile threshold, two inverse STFTs and a PNG.
 
 Methods offered: the registry's (``interpreters.methods.METHODS``), less those the run cannot
 compute (``valid_methods``): a trained method without its run, ``by_design`` on a backbone
@@ -29,7 +30,7 @@ import torch
 from data_prep.audio import AudioReadError, read_audio
 from interpreters.methods import METHODS, get_method, mask_of_map, method_maps
 from recipes.inference import AudioInterpreter
-from recipes.outputs import save_interpretation_png, save_wav, written_together
+from recipes.outputs import save_panels_png, save_wav, written_together
 from recipes.runs import RunFolderError, run_split_dataset
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
@@ -228,16 +229,7 @@ class Explorer:
                 save_wav(prepared["wave"], staging / names["original"], rate)
             save_wav(finished["interpretation_wave"], staging / names["interpretation"], rate)
             save_wav(removed, staging / names["removed"], rate)
-            save_interpretation_png(
-                finished["log_spec"],
-                finished["mask"],
-                finished["mask"] * finished["log_spec"],
-                staging / names["png"],
-                self.clips[clip_id].get("class_name"),
-                finished["top"][0][0],
-                sample_rate=rate,
-                hop_length=interpreter.features_hop(),
-            )
+            save_panels_png(finished["log_spec"], finished["mask"], staging / names["png"])
         return {
             "clip": clip_id,
             "method": method,
@@ -247,6 +239,8 @@ class Explorer:
             "predicted": finished["top"][0][0],
             "mask_share": float(finished["mask"].mean()),
             "files": names,
+            "duration_s": prepared["n_samples"] / rate,
+            "max_khz": rate / 2000,
         }
 
     def describe(self) -> dict:

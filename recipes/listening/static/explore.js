@@ -36,6 +36,8 @@ async function refresh() {
     if (player.getAttribute("src") !== body.urls[kind]) player.src = body.urls[kind];
   }
   $("picture").src = body.urls.png;
+  $("axes").textContent = `Each panel: time 0 – ${body.duration_s.toFixed(1)} s from left to right, ` +
+    `frequency 0 – ${body.max_khz} kHz from bottom to top.`;
   const rows = body.top.map((row) => `<tr><td>${row.class.replaceAll("_", " ")}</td><td>${row.probability.toFixed(3)}</td></tr>`);
   $("top").tBodies[0].innerHTML = rows.join("");
   $("share").textContent = `The mask keeps ${(100 * body.mask_share).toFixed(1)} % of the cells.`;
