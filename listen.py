@@ -91,6 +91,11 @@ def main(argv=None):
         except (FileNotFoundError, ValueError) as error:
             raise RunFolderError(str(error)) from None
         print(f"kept {len(summary['kept'])} participant(s), excluded {len(summary['excluded'])}")
+        if summary["scripted_participants"]:
+            print(
+                f"  {len(summary['scripted_participants'])} of them scripted "
+                "(recipes.listening.scripted): these are not human results"
+            )
         for row in summary["conditions"]:
             print(f"  {row['condition']:<24} n={row['n']:<4} mean={row['mean']:6.1f}")
         for path in summary["outputs"].values():

@@ -18,28 +18,12 @@ from recipes.listening.analysis import analyse
 from recipes.listening.app import create_app
 from recipes.listening.db import HIDDEN_REFERENCE, ListeningDB
 from recipes.listening.explore import Explorer, valid_methods
+from recipes.listening.scripted import take_test
 from recipes.listening.stimuli import export_webmushra, make_test
 from recipes.loading import resolve_methods
 from recipes.runs import RunFolderError
 
-METHODS = ["by_design", "gradcam", "energy"]
-
-
-@pytest.fixture(scope="module")
-def listening_test(classifier_runs, tmp_path_factory):
-    """A 3-clip test (one clip per class) of the tiny FocalNet run, with an A/B page."""
-    folder = tmp_path_factory.mktemp("listening") / "test"
-    test = make_test(
-        classifier_runs["focalnet"],
-        METHODS,
-        folder,
-        n_clips=3,
-        quantile=0.8,
-        seed=3,
-        ab=["by_design", "energy"],
-        progress=lambda line: None,
-    )
-    return folder, test
+METHODS = ["by_design", "gradcam", "energy"]  # those of conftest.listening_test
 
 
 def test_make_test_is_balanced_equal_area_and_refuses_rewrites(listening_test, classifier_runs):
@@ -233,10 +217,31 @@ def test_a_killed_server_loses_nothing_and_the_participant_resumes(listening_tes
         answer_all(call, participant, db, rule_ratings)
         status, state = http("GET", f"{server.base}/api/state/{participant}")
         assert state["current"] is None and state["finished"] == 6
+        # a scripted participant (recipes.listening.scripted) against the same server
+        rule = {"by_design": 70, "gradcam": 50, "energy": 30, "random": 10, HIDDEN_REFERENCE: 100}
+        with pytest.raises(ValueError, match="no rating for"):
+            take_test(server.base, db, {"by_design": 1})
+        scripted = take_test(server.base, db, rule, offset=-5)
+        assert db.scripted() == [scripted]
     finally:
         server.kill()
     assert db.query("SELECT COUNT(*) FROM trials WHERE finished IS NULL") == [(0,)]
-    assert db.query("SELECT finished IS NOT NULL FROM participants") == [(1,)]
+    assert db.query("SELECT finished IS NOT NULL FROM participants") == [(1,), (1,)]
+    ratings = dict(
+        db.query(
+            "SELECT condition, AVG(rating) FROM ratings WHERE participant = ? GROUP BY 1",
+            (scripted,),
+        )
+    )
+    assert ratings == {
+        "by_design": 65,
+        "gradcam": 45,
+        "energy": 25,
+        "random": 5,
+        HIDDEN_REFERENCE: 100,
+    }
+    summary = analyse(database, tmp_path / "analysis")
+    assert summary["scripted_participants"] == [scripted]
 
 
 # ------------------------------------------------------------------ analysis ---

@@ -20,9 +20,8 @@ from listening_helpers import Server, trial_conditions
 
 from recipes.listening.analysis import analyse
 from recipes.listening.db import HIDDEN_REFERENCE, ListeningDB
-from recipes.listening.stimuli import make_test
 
-RULE = {"by_design": 70, "energy": 40, "random": 10, HIDDEN_REFERENCE: 100}
+RULE = {"by_design": 70, "gradcam": 55, "energy": 40, "random": 10, HIDDEN_REFERENCE: 100}
 
 
 def _browser_or_skip():
@@ -59,22 +58,13 @@ def new_driver():
 
 
 @pytest.fixture(scope="module")
-def served(classifier_runs, tmp_path_factory):
-    """A server (subprocess) with the explorer of the tiny FocalNet run and a 3-clip test."""
+def served(classifier_runs, listening_test, tmp_path_factory):
+    """A server (subprocess) with the explorer of the tiny FocalNet run and the 3-clip test."""
     _browser_or_skip()
     root = tmp_path_factory.mktemp("listen_browser")
-    make_test(
-        classifier_runs["focalnet"],
-        ["by_design", "energy"],
-        root / "test",
-        n_clips=3,
-        quantile=0.8,
-        ab=["by_design", "energy"],
-        progress=lambda line: None,
-    )
     server = Server(
         f"--model_folder={classifier_runs['focalnet']}",
-        f"--test={root / 'test'}",
+        f"--test={listening_test[0]}",
         f"--db={root / 'answers.sqlite'}",
         f"--cache_folder={root / 'cache'}",
     )
@@ -223,13 +213,13 @@ def test_two_participants_at_once_then_database_export_and_analysis(served):
             "(participant, position) WHERE r.participant = ? AND t.finished IS NOT NULL",
             (participant,),
         )
-        assert len(rows) == 3 * 4  # 3 clips x (2 methods, anchor, hidden reference)
+        assert len(rows) == 3 * 5  # 3 clips x (3 methods, anchor, hidden reference)
         assert all(rating == RULE[name] for name, rating in rows)
         choices = db.query("SELECT choice FROM preferences WHERE participant = ?", (participant,))
         assert choices == [("by_design",)] * 3
     with urllib.request.urlopen(f"{server.base}/export.csv?token={server.token}") as response:
         exported = list(csv.DictReader(io.StringIO(response.read().decode())))
-    assert len(exported) == 2 * (12 + 3 * 2)
+    assert len(exported) == 2 * (15 + 3 * 2)
     assert {row["participant"] for row in exported} == set(participants)
     from selenium.webdriver.common.by import By
 
@@ -250,5 +240,5 @@ def test_two_participants_at_once_then_database_export_and_analysis(served):
     summary = analyse(database, Path(database).parent / "analysis")
     assert summary["kept"] == sorted(participants) and summary["excluded"] == []
     assert {row["condition"]: row["mean"] for row in summary["conditions"]} == RULE
-    # every block ranks by_design > energy > random: Friedman's chi2 = n (k - 1) = 6 x 2
-    assert summary["friedman"]["statistic"] == pytest.approx(12.0)
+    # every block ranks by_design > gradcam > energy > random: chi2 = n (k - 1) = 6 x 3
+    assert summary["friedman"]["statistic"] == pytest.approx(18.0)

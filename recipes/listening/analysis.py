@@ -187,6 +187,7 @@ def analyse(db_path, output_folder=None) -> dict:
         "quantile": test.get("quantile"),
         "question": test.get("question"),
         "participants": sorted(trials),
+        "scripted_participants": [p for p in db.scripted() if p in trials],
         "kept": kept,
         "excluded": excluded,
         "screening": {
@@ -206,7 +207,14 @@ def analyse(db_path, output_folder=None) -> dict:
             write_csv_rows(pairwise, staging / "pairwise.csv")
         if correlations:
             write_csv_rows(correlations, staging / "correlations.csv")
-        save_boxplot(trials, kept, conditions, staging / "ratings_boxplot.png", len(excluded))
+        save_boxplot(
+            trials,
+            kept,
+            conditions,
+            staging / "ratings_boxplot.png",
+            len(excluded),
+            scripted=bool(summary["scripted_participants"]),
+        )
     summary["outputs"] = {
         name: str(output_folder / name)
         for name in ("analysis.json", "conditions.csv", "pairwise.csv", "ratings_boxplot.png")
@@ -255,7 +263,7 @@ def ab_preferences(db: ListeningDB, kept) -> list[dict]:
     return [result]
 
 
-def save_boxplot(trials, kept, conditions, path, n_excluded) -> None:
+def save_boxplot(trials, kept, conditions, path, n_excluded, scripted=False) -> None:
     """Box plot of the kept participants' ratings per condition."""
     from interpreters.methods import method_label
 
@@ -267,4 +275,6 @@ def save_boxplot(trials, kept, conditions, path, n_excluded) -> None:
         "hidden ref." if name == HIDDEN_REFERENCE else method_label(name) for name in conditions
     ]
     title = f"MUSHRA ratings: {len(kept)} participant(s) kept, {n_excluded} excluded by screening"
+    if scripted:
+        title += "\nincludes SCRIPTED participants: not human results"
     save_ratings_boxplot(data, labels, path, title)

@@ -2,8 +2,9 @@
 
 Schema (``SCHEMA``):
 
-- ``meta(key, value)``: ``test`` (the test definition, JSON, as ``make_test`` wrote it) and
-  ``test_sha256`` (its digest: a database serves one test; another test is refused);
+- ``meta(key, value)``: ``test`` (the test definition, JSON, as ``make_test`` wrote it),
+  ``test_sha256`` (its digest: a database serves one test; another test is refused) and
+  ``scripted_participants`` (ids answered by ``recipes.listening.scripted``, not people);
 - ``participants(id, created, finished)``: anonymous ids (random hex), timestamps (Unix s);
 - ``trials(participant, position, kind, clip, conditions, finished)``: each participant's own
   trial order and, per trial, the conditions in the order shown (a JSON list), both drawn when
@@ -365,6 +366,24 @@ class ListeningDB:
                     "UPDATE participants SET finished = ? WHERE id = ?", (now, participant)
                 )
         return self.state(participant)
+
+    def mark_scripted(self, participant: str) -> None:
+        """Records ``participant`` as scripted (``meta.scripted_participants``): the analysis
+        reports such answers as not human."""
+        with self._transaction() as connection:
+            row = connection.execute(
+                "SELECT value FROM meta WHERE key = 'scripted_participants'"
+            ).fetchone()
+            ids = sorted({*json.loads(row[0] if row else "[]"), participant})
+            connection.execute(
+                "INSERT OR REPLACE INTO meta VALUES ('scripted_participants', ?)",
+                (json.dumps(ids),),
+            )
+
+    def scripted(self) -> list[str]:
+        """The participants recorded as scripted (``mark_scripted``)."""
+        rows = self.query("SELECT value FROM meta WHERE key = 'scripted_participants'")
+        return json.loads(rows[0][0]) if rows else []
 
     # -------------------------------------------------------------- export ---
     EXPORT_COLUMNS = (
