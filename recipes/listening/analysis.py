@@ -237,13 +237,19 @@ def metric_correlations(test, trials, kept, compared) -> list[dict]:
         means = np.array([mean for mean, _ in points])
         values = np.array([metrics[key] for _, metrics in points], dtype=float)
         row = {"metric": key, "n_points": len(points), "note": None}
-        if np.ptp(values) == 0 or np.ptp(means) == 0:
+        if _constant(values) or _constant(means):
             row.update(spearman_rho=None, p_value=None, note="constant over the points")
         else:
             result = stats.spearmanr(means, values)
             row.update(spearman_rho=float(result.statistic), p_value=float(result.pvalue))
         rows.append(row)
     return rows
+
+
+def _constant(values: np.ndarray) -> bool:
+    """True when ``values`` vary by no more than float32 rounding (SPS at equal area varies in
+    its 7th digit)."""
+    return bool(np.ptp(values) <= 1e-5 * max(1.0, float(np.abs(values).max())))
 
 
 def ab_preferences(db: ListeningDB, kept) -> list[dict]:

@@ -1,7 +1,8 @@
 """Building a listening test from runs (``listen.py --make_test``) and exporting it to webMUSHRA.
 
 ``make_test`` picks ``n_clips`` test-fold clips balanced over classes (seeded: each class's clips
-shuffled, then one clip per class in turn), and for each clip writes into the test folder:
+shuffled, then one clip per class in turn), cuts or pads each to the model's clip (5 s: one window,
+as the run's test stage sees it), and for each clip writes into the test folder:
 ``reference.wav`` (the original, mono at the model's rate), one ``<method>.wav`` per method (the
 interpretation ``mask * log_spec`` resynthesised with the original phase) and the low anchor (the
 registry's ``random`` method: a random mask of the same area). Every method's mask is a same-area
@@ -147,7 +148,11 @@ def make_test(
             clip = clips[clip_id]
             progress(f"[{index + 1}/{len(picked)}] {clip_id} ({clip['class_name']})")
             signal, rate = read_audio(clip["path"])
-            prepared = interpreter.prepare_waveform(signal, rate)
+            # one window, as the run's test pipeline sees the clip: mono, the model's rate, cut
+            # or zero-padded to the clip length (ESC-10's files decode to 5.0-5.1 s or 3.6-7.2 s)
+            wave = to_mono_resampled(signal, rate, model.sample_rate)[: model.clip_samples]
+            wave = torch.nn.functional.pad(wave, (0, model.clip_samples - len(wave)))
+            prepared = interpreter.prepare_waveform(wave.unsqueeze(1), model.sample_rate)
             generator = torch.Generator().manual_seed(seed)
             scores, maps = method_maps(
                 model.classifier, prepared["log_spec"], [*methods, ANCHOR], trained, generator
