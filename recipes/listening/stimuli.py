@@ -80,6 +80,22 @@ def balanced_clips(clips: dict[str, dict], n_clips: int, seed: int) -> list[str]
     return picked
 
 
+def one_window(signal, rate: int, sample_rate: int, clip_samples: int) -> torch.Tensor:
+    """A clip as the run's test stage sees it: mono, at ``sample_rate``, cut or zero-padded to
+    ``clip_samples`` (ESC-10's files decode to 5.0-5.1 s, a few to 3.6 or 7.2 s: without this a
+    second, almost empty window would join the masks and the metrics).
+
+    Example
+    -------
+    >>> one_window(torch.ones(44100 * 5 + 2205, 1), 44100, 16000, 80000).shape  # 5.05 s
+    torch.Size([80000])
+    >>> float(one_window(torch.ones(8000, 2), 16000, 16000, 80000)[8000:].abs().sum())
+    0.0
+    """
+    wave = to_mono_resampled(signal, rate, sample_rate)[:clip_samples]
+    return torch.nn.functional.pad(wave, (0, clip_samples - len(wave)))
+
+
 def same_area_name(name: str) -> str:
     """``name`` when it is a same-area (hard) method; RunFolderError naming its same-area
     variant for a soft one (a listening test compares equal areas)."""
@@ -148,10 +164,7 @@ def make_test(
             clip = clips[clip_id]
             progress(f"[{index + 1}/{len(picked)}] {clip_id} ({clip['class_name']})")
             signal, rate = read_audio(clip["path"])
-            # one window, as the run's test pipeline sees the clip: mono, the model's rate, cut
-            # or zero-padded to the clip length (ESC-10's files decode to 5.0-5.1 s or 3.6-7.2 s)
-            wave = to_mono_resampled(signal, rate, model.sample_rate)[: model.clip_samples]
-            wave = torch.nn.functional.pad(wave, (0, model.clip_samples - len(wave)))
+            wave = one_window(signal, rate, model.sample_rate, model.clip_samples)
             prepared = interpreter.prepare_waveform(wave.unsqueeze(1), model.sample_rate)
             generator = torch.Generator().manual_seed(seed)
             scores, maps = method_maps(
