@@ -395,8 +395,24 @@ def method_masks(
     ``quantile`` (``interpreters.maps.quantile_mask``, ``valid`` cells only); soft masks as
     they are."""
     scores, maps = method_maps(classifier, log_spec, methods, trained, generator)
-    masks = {
-        name: quantile_mask(values, quantile, valid) if METHODS[name].mask == "hard" else values
-        for name, values in maps.items()
-    }
+    masks = {name: mask_of_map(name, values, quantile, valid) for name, values in maps.items()}
     return scores, masks
+
+
+def mask_of_map(
+    name: str, values: torch.Tensor, quantile: float, valid: torch.Tensor | None = None
+) -> torch.Tensor:
+    """The mask of method ``name`` from its ``method_maps`` output: a hard method's map
+    thresholded at ``quantile`` (``valid`` cells only), a soft method's mask as it is.
+
+    Example
+    -------
+    >>> values = torch.arange(4.0).view(1, 2, 2)
+    >>> mask_of_map("energy", values, 0.5).flatten().tolist()
+    [0.0, 0.0, 1.0, 1.0]
+    >>> mask_of_map("piq", values / 4, 0.5).flatten().tolist()
+    [0.0, 0.25, 0.5, 0.75]
+    """
+    if get_method(name).mask == "hard":
+        return quantile_mask(values, quantile, valid)
+    return values

@@ -168,17 +168,33 @@ class AudioInterpreter:
         start, end, predicted class, probability) and ``n_windows``. A long signal is better
         given to ``interpret_blocks`` (bounded memory).
         """
-        model = self.model
+        prepared = self.prepare_waveform(signal, sample_rate)
+        generator = torch.Generator().manual_seed(self.seed)
+        scores, mask = self.mask(prepared["log_spec"], quantile, prepared["valid"], generator)
+        return self.finish_waveform(prepared, scores, mask)
+
+    @torch.no_grad()
+    def prepare_waveform(self, signal: torch.Tensor, sample_rate: int) -> dict:
+        """The first half of ``interpret_waveform``: the signal downmixed, resampled, cut into
+        windows, each scaled; returns ``wave`` (mono, the model's rate), ``log_spec`` and
+        ``phase`` [n_windows, T, F], ``valid`` (the cells a same-area quantile counts, or None),
+        ``scales``, ``peaks``, ``n_samples``, ``n_windows``, ``last_frames``, ``first_window``.
+        A mask of ``log_spec`` (any method, any q) then goes to ``finish_waveform``: the
+        explorer (``recipes/listening``) keeps this between changes of method and q."""
         if signal.dim() == 1:
             signal = signal.unsqueeze(1)
-        wave = to_mono_resampled(signal.float(), sample_rate, model.sample_rate)
-        n_samples = wave.shape[0]
-        if n_samples == 0:
+        wave = to_mono_resampled(signal.float(), sample_rate, self.model.sample_rate)
+        if wave.shape[0] == 0:
             raise AudioReadError("the audio is empty (0 samples)")
         if wave.abs().max() == 0:
             raise AudioReadError("the audio is silent (all samples are zero)")
-        generator = torch.Generator().manual_seed(self.seed)
-        part = self._interpret_windows(wave, 0, quantile, generator)
+        return self._prepare_windows(wave, 0)
+
+    @torch.no_grad()
+    def finish_waveform(self, prepared: dict, scores: torch.Tensor, mask: torch.Tensor) -> dict:
+        """The second half of ``interpret_waveform``: its result dict from ``prepared``
+        (``prepare_waveform``), the windows' scores and their mask [n_windows, T, F]."""
+        part = self._finish_windows(prepared, scores, mask)
         mean_probs = part["probabilities"][part["audible"]].mean(dim=0)
         return {
             "log_spec": part["log_spec"],
@@ -188,6 +204,14 @@ class AudioInterpreter:
             "windows": part["windows"],
             "n_windows": len(part["windows"]),
         }
+
+    @torch.no_grad()
+    def resynthesise(self, prepared: dict, log_spec: torch.Tensor) -> torch.Tensor:
+        """The signal [samples] of (masked) log-spectrogram windows of ``prepared``: each
+        window's inverse STFT with the original phase, scaled back, cut to the input's length."""
+        clip = self.model.clip_samples
+        waves = self.model.features.inverse(log_spec, prepared["phase"], length=clip)
+        return (waves * prepared["scales"]).reshape(-1)[: prepared["n_samples"]].cpu()
 
     @torch.no_grad()
     def interpret_blocks(self, blocks, sample_rate: int, quantile=None, batch_windows: int = 8):
@@ -240,8 +264,14 @@ class AudioInterpreter:
             yield self._interpret_windows(wave, first_window, quantile, generator)
 
     def _interpret_windows(self, wave, first_window, quantile, generator) -> dict:
-        """One batch: ``wave`` (mono, the model's rate) cut into windows, the last one padded;
-        ``first_window`` numbers them in the file."""
+        """One batch of windows of ``wave`` (mono, the model's rate): prepared, masked, finished."""
+        prepared = self._prepare_windows(wave, first_window)
+        scores, mask = self.mask(prepared["log_spec"], quantile, prepared["valid"], generator)
+        return self._finish_windows(prepared, scores, mask)
+
+    def _prepare_windows(self, wave, first_window: int) -> dict:
+        """``wave`` cut into 5 s windows, the last one padded, each scaled, and their
+        log-spectrograms; ``first_window`` numbers them in the file."""
         model = self.model
         n_samples = wave.shape[0]
         clip = model.clip_samples
@@ -257,14 +287,30 @@ class AudioInterpreter:
         if last_frames < log_spec.shape[1]:  # the zero padding does not count in the quantile
             valid = torch.ones(log_spec.shape, dtype=torch.bool, device=log_spec.device)
             valid[-1, last_frames:] = False
-        scores, mask = self.mask(log_spec, quantile, valid, generator)
-        x_int = mask * log_spec
-        waves = model.features.inverse(x_int, phase, length=clip) * scales
+        return {
+            "wave": wave,
+            "log_spec": log_spec,
+            "phase": phase,
+            "valid": valid,
+            "scales": scales,
+            "peaks": peaks,
+            "n_samples": n_samples,
+            "n_windows": n_windows,
+            "last_frames": last_frames,
+            "first_window": first_window,
+        }
+
+    def _finish_windows(self, prepared: dict, scores: torch.Tensor, mask: torch.Tensor) -> dict:
+        """The windows' stitched log-spectrogram and mask, the interpretation's signal, the
+        probabilities, which windows have sound, and one row per window."""
+        model = self.model
+        log_spec, n_windows = prepared["log_spec"], prepared["n_windows"]
+        first_window, clip = prepared["first_window"], model.clip_samples
         probs = model.probabilities(scores)
-        audible = peaks.squeeze(1) > 0
-        n_frames = (n_windows - 1) * log_spec.shape[1] + last_frames
+        audible = prepared["peaks"].squeeze(1) > 0
+        n_frames = (n_windows - 1) * log_spec.shape[1] + prepared["last_frames"]
         seconds = model.clip_seconds
-        end_s = (first_window * clip + n_samples) / model.sample_rate
+        end_s = (first_window * clip + prepared["n_samples"]) / model.sample_rate
         window_rows = []
         for index in range(n_windows):
             best = int(probs[index].argmax())
@@ -280,7 +326,7 @@ class AudioInterpreter:
         return {
             "log_spec": log_spec.reshape(-1, log_spec.shape[2])[:n_frames].cpu(),
             "mask": mask.reshape(-1, mask.shape[2])[:n_frames].float().cpu(),
-            "interpretation_wave": waves.reshape(-1)[:n_samples].cpu(),
+            "interpretation_wave": self.resynthesise(prepared, mask * log_spec),
             "probabilities": probs.float().cpu(),
             "audible": audible.cpu(),
             "windows": window_rows,

@@ -122,3 +122,23 @@ def lmac_runs(classifier_runs, tiny_data, tmp_path_factory):
         assert result.returncode == 0, result.stderr[-3000:]
         runs[backbone] = out
     return runs
+
+
+@pytest.fixture(scope="session")
+def listening_test(classifier_runs, tmp_path_factory):
+    """A 3-clip listening test (one clip per class, by_design / gradcam / energy at q = 0.8,
+    A/B pages by_design vs energy) of the tiny FocalNet run: ``(folder, test definition)``."""
+    from recipes.listening.stimuli import make_test
+
+    folder = tmp_path_factory.mktemp("listening") / "test"
+    test = make_test(
+        classifier_runs["focalnet"],
+        ["by_design", "gradcam", "energy"],
+        folder,
+        n_clips=3,
+        quantile=0.8,
+        seed=3,
+        ab=["by_design", "energy"],
+        progress=lambda line: None,
+    )
+    return folder, test
