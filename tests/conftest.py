@@ -122,3 +122,23 @@ def lmac_runs(classifier_runs, tiny_data, tmp_path_factory):
         assert result.returncode == 0, result.stderr[-3000:]
         runs[backbone] = out
     return runs
+
+
+@pytest.fixture(scope="session")
+def cnn14_run(synthetic_esc50, tmp_path_factory):
+    """A tiny one-epoch CNN14 classifier run (hparams/esc10_cnn14.yaml, linear head) on the
+    3-class synthetic set (one clip per class and fold)."""
+    data, _ = synthetic_esc50
+    out = tmp_path_factory.mktemp("classifier_cnn14")
+    args = tiny_args(
+        "esc10_cnn14",
+        "cnn14",
+        data,
+        out,
+        "--subset=esc50",
+        "--warmup_epochs=0",
+        "--precision=fp32",
+    )
+    result = run_script("train_classifier.py", args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out
