@@ -142,3 +142,21 @@ def cnn14_run(synthetic_esc50, tmp_path_factory):
     result = run_script("train_classifier.py", args)
     assert result.returncode == 0, result.stderr[-3000:]
     return out
+
+
+@pytest.fixture(scope="session")
+def l2i_run(classifier_runs, tiny_data, tmp_path_factory):
+    """A tiny one-epoch L2I run (2 NMF epochs, 8 components) on the tiny FocalNet classifier."""
+    out = tmp_path_factory.mktemp("l2i_focalnet")
+    args = tiny_args(
+        "l2i_focalnet",
+        "focalnet",
+        tiny_data,
+        out,
+        f"--classifier_folder={classifier_runs['focalnet']}",
+        "--nmf_epochs=2",
+        "--n_components=8",
+    )
+    result = run_script("train_l2i.py", args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out

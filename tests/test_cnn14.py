@@ -7,7 +7,8 @@ import pytest
 import torch
 from recipe_runs import run_script, tiny_args
 
-from interpreters.lmac import build_decoder, decoder_for
+from interpreters.l2i import L2IInterpreter, l2i_stages
+from interpreters.lmac import build_decoder, decoder_for, stage_channels
 from interpreters.methods import method_maps
 from interpreters.piq import PIQInterpreter, piq_grid
 from recipes.backbones import BACKBONES, TINY_CNN14, build
@@ -47,7 +48,7 @@ def test_tiny_cnn14_layouts_methods_and_lmac_decoder():
 
 def test_cnn14_recipes_end_to_end(cnn14_run, synthetic_esc50, tmp_path):
     """train_classifier.py (Grad-CAM at its test stage), by_design refused, train_lmac.py with
-    the authors' CNN14 decoder, PIQ on CNN14's 13 x 2 grid."""
+    the authors' CNN14 decoder, PIQ on CNN14's 13 x 2 grid, L2I on CNN14's blocks."""
     card = json.loads((cnn14_run / "model.json").read_text())
     assert card["backbone"] == "cnn14" and card["head"] == "linear"
     assert card["score_scale"] == 1.0
@@ -74,10 +75,15 @@ def test_cnn14_recipes_end_to_end(cnn14_run, synthetic_esc50, tmp_path):
     # The L-MAC run and PIQ (CNN14's 13 x 2 grid resized to PIQ's 14 x 14) through the registry.
     model, trained, methods = resolve_methods(out, ["lmac", "gradcam"])
     trained["piq"] = PIQInterpreter(64, 3, codebook_size=12, width=8).eval()
+    # L2I's Psi reads CNN14's blocks 6, 5, 4 on their own grids (no resizing)
+    trained["l2i"] = L2IInterpreter(stage_channels(model.classifier.backbone), 3, 4).eval()
     log_spec = torch.rand(2, 431, 513)
-    grid = model.classifier(log_spec)["grid"]
+    out = model.classifier(log_spec, with_stages=True)
+    grid, stages = out["grid"], out["stages"]
     assert grid.shape == (2, 64, 13, 2) and piq_grid(grid).shape == (2, 64, 14, 14)
-    scores, maps = method_maps(model.classifier, log_spec, ["lmac", "gradcam", "piq"], trained)
+    assert all(a is b for a, b in zip(l2i_stages(stages), stages[:3], strict=True))
+    names = ["lmac", "gradcam", "piq", "l2i"]
+    scores, maps = method_maps(model.classifier, log_spec, names, trained)
     assert scores.shape == (2, 3)
     for name, values in maps.items():
         assert values.shape == (2, 431, 513), name
