@@ -116,8 +116,11 @@ def main(argv=None):
         print(line)
     if argv:
         name = Path(argv[0]).name
+        from interpreters.methods import METHODS
+
+        trained = [m.run for m in METHODS.values() if m.run is not None and m.base is None]
         script = next(
-            (f"train_{m}.py" for m in ("piq", "lmac") if m in name), "train_classifier.py"
+            (run.script for run in trained if run.script[6:-3] in name), "train_classifier.py"
         )
         print(
             "All there: on the machine without network run the recipe with the same arguments: "

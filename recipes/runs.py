@@ -135,7 +135,7 @@ def read_model_card(folder) -> dict:
             "it is not a folder"
             if not folder.is_dir()
             else f"it holds no {MODEL_CARD}, so it is not the output folder of a "
-            "train_classifier.py, train_piq.py or train_lmac.py run"
+            "train_classifier.py, train_piq.py, train_lmac.py or train_l2i.py run"
         )
         raise RunFolderError(f"{folder}: {hint}.")
     try:
@@ -278,7 +278,7 @@ def load_best_checkpoint(
     if no_checkpoint:
         raise RunFolderError(
             f"No checkpoint in {save_folder}: give the output folder of a finished "
-            "train_classifier.py, train_piq.py or train_lmac.py run."
+            "train_classifier.py, train_piq.py, train_lmac.py or train_l2i.py run."
         )
     if latest_no_validation:
         key = "no_validation"
