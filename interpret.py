@@ -6,9 +6,10 @@
         --methods by_design gradcam piq --runs results/piq-focalnet-esc50/1234 \
         --output_folder=interpretations/
 
---model_folder is the output folder of a train_classifier.py, train_piq.py or train_lmac.py run,
-or a folder with the checkpoints SpeechBrain released for the paper (embedding_model.ckpt,
-classifier.ckpt, label_encoder.txt). --methods / --runs as in every study (recipes/method_args.py).
+--model_folder is the output folder of a train_classifier.py, train_piq.py, train_lmac.py or
+train_l2i.py run, or a folder with the checkpoints SpeechBrain released for the paper
+(embedding_model.ckpt, classifier.ckpt, label_encoder.txt). --methods / --runs as in every study
+(recipes/method_args.py).
 Outputs (<file>_<method>.png/.wav/.json) go under --output_folder (default:
 <model_folder>/interpret/), with report.html: every file interpreted there, its top classes, the
 picture and players for the original and the interpretation. Files of any length: read in blocks,

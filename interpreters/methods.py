@@ -21,7 +21,7 @@ Example
 >>> [name for name in METHODS][:7]
 ['by_design', 'random', 'energy', 'saliency', 'integrated_gradients', 'smoothgrad', 'gradient_shap']
 >>> [name for name in METHODS if name.endswith(("_soft", "_hard"))][-3:]
-['gradcam_soft', 'piq_hard', 'lmac_hard']
+['piq_hard', 'lmac_hard', 'l2i_hard']
 >>> METHODS["gradcam"].needs, METHODS["gradcam"].mask, METHODS["piq"].needs, METHODS["piq"].mask
 ('gradients', 'hard', 'run', 'soft')
 """
@@ -36,6 +36,7 @@ import torch
 from interpreters import attributions
 from interpreters.baselines import energy_map, random_map
 from interpreters.gradcam import gradcam
+from interpreters.l2i import L2IInterpreter
 from interpreters.lmac import build_decoder
 from interpreters.maps import quantile_mask, upsample_map
 from interpreters.piq import PIQInterpreter, piq_grid
@@ -123,6 +124,11 @@ def _piq(batch: MethodBatch) -> torch.Tensor:
     return batch.interpreter(piq_grid(batch.outputs["grid"]), batch.predicted)["mask"]
 
 
+def _l2i(batch: MethodBatch) -> torch.Tensor:
+    activations = batch.interpreter(batch.outputs["stages"])["activations"]
+    return batch.interpreter.mask(activations, batch.predicted)
+
+
 def _lmac(batch: MethodBatch) -> torch.Tensor:
     stages = batch.outputs["stages"]
     return torch.sigmoid(batch.interpreter(stages, tuple(batch.log_spec.shape[1:])))
@@ -152,6 +158,15 @@ LMAC_RUN = TrainedRun(
     select_key="loss",
     select_max=False,
     build=build_decoder,
+    describe=lambda module: module.card(),
+)
+L2I_RUN = TrainedRun(
+    script="train_l2i.py",
+    module_key="interpreter",
+    card_key="interpreter",
+    select_key="fid_i",
+    select_max=True,
+    build=lambda card: L2IInterpreter(**card),
     describe=lambda module: module.card(),
 )
 
@@ -257,6 +272,16 @@ METHODS: dict[str, Method] = {
             "the L-MAC decoder's mask (a train_lmac.py run)",
             outputs=("stages",),
             run=LMAC_RUN,
+        ),
+        Method(
+            "l2i",
+            "L2I",
+            "run",
+            "soft",
+            _l2i,
+            "the relevant NMF components' share of the rebuilt spectrogram (a train_l2i.py run)",
+            outputs=("stages",),
+            run=L2I_RUN,
         ),
     )
 }

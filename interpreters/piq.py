@@ -8,9 +8,9 @@ decodes a soft mask over the log-spectrogram (paper, section 3.2 "FocalNet-PIQ" 
     -> up (transposed conv 4x4, stride 2, 7 -> 14) -> decoder (strided transposed convolutions,
     ReLU, batch norm) -> mask logits [B, 431, 513] -> sigmoid -> mask in [0, 1]
 
-The layers follow the authors' definitions (SpeechBrain's ``VectorQuantizedPSIFocalNet_Audio`` /
-``VectorQuantizedPSIViT_Audio``), so the parameter counts are the authors': 71,405,569 for
-FocalNet-base (D = 1024) and 40,381,441 for ViT-base (D = 768). The codebook of K codes is split
+The interpreter is the authors' own module, SpeechBrain's ``VectorQuantizedPSIFocalNet_Audio``
+(its layers are ``VectorQuantizedPSIViT_Audio``'s too), with its quantiser: 71,405,569 parameters
+for FocalNet-base (D = 1024) and 40,381,441 for ViT-base (D = 768). The codebook of K codes is split
 into ``n_classes`` contiguous blocks by the authors' ``round(linspace(...))`` split (21 and 20
 codes, mostly alternating, for K = 1024 and 50 classes; see ``class_code_ranges``); a clip is
 quantised with the codes of its predicted class only.
@@ -32,6 +32,12 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from speechbrain.lobes.models.PIQ import (
+    VectorQuantization,
+    VectorQuantizedPSIFocalNet_Audio,
+    VQEmbedding,
+    weights_init,
+)
 from torch import nn
 
 GRID = 14  # spatial size of the representation the interpreter reads
@@ -87,60 +93,49 @@ def class_code_ranges(codebook_size: int, n_classes: int) -> list[range]:
     return [range(starts[label], starts[label + 1]) for label in range(n_classes)]
 
 
-class ResidualBlock(nn.Module):
-    """x + BN(conv1x1(ReLU(BN(conv3x3(x))))): the interpreter's adapter."""
+class ClassPartitionedCodebook(VQEmbedding):
+    """SpeechBrain's PIQ codebook (``VQEmbedding``, class-partitioned, no shared codes) that
+    also returns the chosen codes.
 
-    def __init__(self, channels: int):
-        super().__init__()
-        self.block = nn.Sequential(
-            nn.Conv2d(channels, channels, 3, 1, 1),
-            nn.BatchNorm2d(channels),
-            nn.ReLU(),
-            nn.Conv2d(channels, channels, 1),
-            nn.BatchNorm2d(channels),
-        )
-
-    def forward(self, x):
-        return x + self.block(x)
-
-
-class ClassPartitionedCodebook(nn.Module):
-    """A VQ codebook whose codes are partitioned by class.
-
-    ``forward(z_e, labels)`` quantises each vector of ``z_e`` [B, D, H, W] to its nearest code among
-    the codes of its clip's class and returns ``(z_q_st, z_q, codes)``: the quantised map with a
-    straight-through gradient to ``z_e``, the same values with the gradient to the codebook, and the
-    chosen code indices [B, H, W].
+    ``forward(z_e, labels)`` quantises each vector of ``z_e`` [B, D, H, W] to its nearest code
+    among the codes of its clip's class (SpeechBrain's ``straight_through``) and returns
+    ``(z_q_st, z_q, codes)``: the quantised map with a straight-through gradient to ``z_e``, the
+    same values with the gradient to the codebook, and the chosen code indices [B, H, W].
     """
 
     def __init__(self, codebook_size: int, dim: int, n_classes: int):
-        super().__init__()
-        self.embedding = nn.Embedding(codebook_size, dim)
-        nn.init.uniform_(self.embedding.weight, -1.0 / codebook_size, 1.0 / codebook_size)
-        owner = torch.empty(codebook_size, dtype=torch.long)
-        for label, codes in enumerate(class_code_ranges(codebook_size, n_classes)):
-            owner[codes.start : codes.stop] = label
-        self.register_buffer("code_class", owner, persistent=False)
+        class_code_ranges(codebook_size, n_classes)  # every class has codes, or ValueError
+        super().__init__(codebook_size, dim, numclasses=n_classes, activate_class_partitioning=True)
         self.n_classes = n_classes
 
+    def codes(self, z_e: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The code indices [B, H, W] ``straight_through`` picks for ``z_e`` [B, D, H, W]
+        (SpeechBrain's ``VectorQuantization`` with this codebook's partition: its
+        ``VQEmbedding.forward`` would use the default of 10 classes and 10 shared codes)."""
+        vectors = z_e.permute(0, 2, 3, 1).contiguous()
+        return VectorQuantization.apply(
+            vectors, self.embedding.weight, labels, self.n_classes, True, self.shared_keys
+        )
+
     def forward(self, z_e: torch.Tensor, labels: torch.Tensor):
-        batch, dim, height, width = z_e.shape
-        if labels.min() < 0 or labels.max() >= self.n_classes:
-            raise ValueError(f"labels must lie in [0, {self.n_classes}), got {labels.tolist()}")
-        vectors = z_e.permute(0, 2, 3, 1).reshape(batch, height * width, dim)
-        codebook = self.embedding.weight
-        with torch.no_grad():
-            distances = torch.cdist(vectors.float(), codebook.float().unsqueeze(0))  # [B, HW, K]
-            foreign = self.code_class.unsqueeze(0) != labels.unsqueeze(1)  # [B, K]
-            distances.masked_fill_(foreign.unsqueeze(1), float("inf"))
-            codes = distances.argmin(dim=2)  # [B, H*W]
-        z_q = codebook[codes].reshape(batch, height, width, dim).permute(0, 3, 1, 2)
-        z_q_st = z_e + (z_q - z_e).detach()
-        return z_q_st, z_q, codes.reshape(batch, height, width)
+        check_labels(labels, self.n_classes)
+        z_q_st, z_q = self.straight_through(z_e, labels)
+        return z_q_st, z_q, self.codes(z_e, labels)
 
 
-class PIQInterpreter(nn.Module):
-    """The PIQ interpreter for a FocalNet / ViT representation.
+def check_labels(labels: torch.Tensor, n_classes: int) -> None:
+    """ValueError unless every label lies in [0, n_classes) (SpeechBrain's quantiser would give
+    an out-of-range label no code of its own and silently pick code 0)."""
+    if labels.min() < 0 or labels.max() >= n_classes:
+        raise ValueError(f"labels must lie in [0, {n_classes}), got {labels.tolist()}")
+
+
+class PIQInterpreter(VectorQuantizedPSIFocalNet_Audio):
+    """The PIQ interpreter for a classifier's feature grid: SpeechBrain's
+    ``VectorQuantizedPSIFocalNet_Audio`` (adapter, down, class-partitioned codebook, up,
+    decoder, the authors' initialisation), whose layers are those of
+    ``VectorQuantizedPSIViT_Audio`` too (the two classes differ only in their default width),
+    so one class serves every backbone; a state dict of either loads into it.
 
     Arguments
     ---------
@@ -152,32 +147,20 @@ class PIQInterpreter(nn.Module):
         K, the number of codes (1024 in the paper).
     width : int, optional
         Channel width of the interpreter. ``None`` (default): ``input_size``, the authors'
-        architecture. A smaller width adds a 1x1 convolution that projects the representation
-        to it (tests and the offline quickstart use this to stay small).
+        architecture. A smaller width adds a 1x1 convolution ``project`` to it before
+        SpeechBrain's layers (tests and the offline quickstart use this to stay small).
     """
 
     def __init__(
         self, input_size: int, n_classes: int, codebook_size: int = 1024, width: int | None = None
     ):
-        super().__init__()
-        self.input_size = input_size
         width = input_size if width is None else width
+        super().__init__(dim=width, K=codebook_size, numclasses=n_classes, shared_keys=0)
+        self.codebook = ClassPartitionedCodebook(codebook_size, width, n_classes)
+        self.input_size = input_size
         self.width = width
         self.project = nn.Identity() if width == input_size else nn.Conv2d(input_size, width, 1)
-        self.adapter = ResidualBlock(width)
-        self.down = nn.Conv2d(width, width, 4, 2, 1)
-        self.codebook = ClassPartitionedCodebook(codebook_size, width, n_classes)
-        self.up = nn.ConvTranspose2d(width, width, 4, 2, 1)
-        layers = []
-        for kernel, stride in [(3, (4, 5)), ((4, 1), 2), ((4, 1), 2), ((4, 2), 2)]:
-            layers += [nn.ConvTranspose2d(width, width, kernel, stride, 1)]
-            layers += [nn.ReLU(), nn.BatchNorm2d(width)]
-        layers.append(nn.ConvTranspose2d(width, 1, (10, 8), 1, 1))
-        self.decoder = nn.Sequential(*layers)
-        for module in self.modules():
-            if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
-                nn.init.xavier_uniform_(module.weight)
-                nn.init.zeros_(module.bias)
+        self.project.apply(weights_init)
 
     def forward(self, representation: torch.Tensor, labels: torch.Tensor) -> dict:
         """Mask of the clips whose representations [B, D, 14, 14] were classified as ``labels``.
@@ -185,15 +168,14 @@ class PIQInterpreter(nn.Module):
         Returns a dict: ``mask_logits`` and ``mask`` [B, 431, 513]; ``z_e``, ``z_q`` (the
         encoded and quantised maps [B, width, 7, 7], for the VQ losses); ``codes`` [B, 7, 7].
         """
-        z_e = self.down(self.adapter(self.project(representation)))
-        z_q_st, z_q, codes = self.codebook(z_e, labels)
-        mask_logits = self.decoder(self.up(z_q_st)).squeeze(1)
+        check_labels(labels, self.codebook.n_classes)
+        mask_logits, z_e, z_q = super().forward(self.project(representation), labels)
         return {
-            "mask_logits": mask_logits,
-            "mask": torch.sigmoid(mask_logits),
+            "mask_logits": mask_logits.squeeze(1),
+            "mask": torch.sigmoid(mask_logits.squeeze(1)),
             "z_e": z_e,
             "z_q": z_q,
-            "codes": codes,
+            "codes": self.codebook.codes(z_e.detach(), labels),
         }
 
 

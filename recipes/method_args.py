@@ -1,10 +1,10 @@
 """The method arguments every study script takes, and what they resolve to.
 
-``--methods NAME [NAME ...]`` (registry names, ``interpreters.methods``) and ``--runs DIR
-[DIR ...]`` (trained methods' runs: ``train_piq.py`` / ``train_lmac.py`` output folders; each
-run's ``model.json`` names its method and its classifier, which must be the study's). Default
-methods: the model folder's own (``by_design`` for a classifier run, its method for a trained
-method's run) and the method of each run given.
+``--methods NAME [NAME ...]`` (registry names, ``interpreters.methods``) and ``--runs DIR [DIR
+...]`` (trained methods' runs: ``train_piq.py`` / ``train_lmac.py`` / ``train_l2i.py`` output
+folders; each run's ``model.json`` names its method and its classifier, which must be the study's).
+Default methods: the model folder's own (``by_design`` for a classifier run, its method for a
+trained method's run) and the method of each run given.
 
 Example
 -------

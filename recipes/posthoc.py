@@ -1,5 +1,6 @@
-"""What the post-hoc interpreter recipes (PIQ, L-MAC) share: a frozen classifier, loss bookkeeping,
-checkpoint selection on a logged validation key, the test outputs, and the entry script's wiring.
+"""What the post-hoc interpreter recipes (PIQ, L-MAC, L2I) share: a frozen classifier, loss
+bookkeeping, checkpoint selection on a logged validation key, the test outputs, a recipe's work
+on the training set before its epochs (``before_fit``), and the entry script's wiring.
 
 A recipe subclasses ``PosthocBrain`` and sets: ``METHOD`` (its entry in the method registry,
 ``interpreters.methods``: the ``TrainedRun`` there names the trained module in ``modules``, the
@@ -72,6 +73,10 @@ class PosthocBrain(InterpretationScoring, sb.Brain):
     def on_evaluate_start(self, max_key=None, min_key=None):
         super().on_evaluate_start(max_key=max_key, min_key=min_key)
         self.frozen.eval()
+
+    def before_fit(self, train_set, loader_kwargs: dict) -> None:
+        """What a recipe does on the training set before its epochs (L2I: its NMF dictionary);
+        nothing by default."""
 
     def record_losses(self, losses: dict, n_clips: int) -> None:
         """Adds a batch's loss terms to the stage's sums."""
@@ -150,6 +155,10 @@ def train_posthoc(argv, brain_class, selection: str):
         hparams=hparams,
         run_opts=run_opts,
         checkpointer=hparams["checkpointer"],
+    )
+    brain.before_fit(
+        datasets["train"],
+        train_loader_options(hparams["train_dataloader_options"], len(datasets["train"])),
     )
     brain.fit(
         brain.hparams.epoch_counter,

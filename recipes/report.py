@@ -126,7 +126,7 @@ def read_run_metrics(folder) -> dict:
     if not path.is_file():
         raise RunFolderError(
             f"{path} does not exist: {folder} is not a finished train_classifier.py, "
-            "train_piq.py or train_lmac.py run"
+            "train_piq.py, train_lmac.py or train_l2i.py run"
         )
     return json.loads(path.read_text())
 

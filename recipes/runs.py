@@ -135,7 +135,7 @@ def read_model_card(folder) -> dict:
             "it is not a folder"
             if not folder.is_dir()
             else f"it holds no {MODEL_CARD}, so it is not the output folder of a "
-            "train_classifier.py, train_piq.py or train_lmac.py run"
+            "train_classifier.py, train_piq.py, train_lmac.py or train_l2i.py run"
         )
         raise RunFolderError(f"{folder}: {hint}.")
     try:
@@ -278,7 +278,7 @@ def load_best_checkpoint(
     if no_checkpoint:
         raise RunFolderError(
             f"No checkpoint in {save_folder}: give the output folder of a finished "
-            "train_classifier.py, train_piq.py or train_lmac.py run."
+            "train_classifier.py, train_piq.py, train_lmac.py or train_l2i.py run."
         )
     if latest_no_validation:
         key = "no_validation"
@@ -344,6 +344,15 @@ def check_classifier_folder(hparams: dict) -> dict:
     folder = hparams["classifier_folder"]
     card = read_model_card(folder)
     check_model_card(card, hparams, folder)
+    # L-MAC's loss reads the scores at the YAML's score_scale: it must be the classifier's
+    # (30 for the cosine heads, 1 for CNN14's linear head).
+    scale = hparams.get("score_scale")
+    if scale is not None and "score_scale" in card and float(scale) != card["score_scale"]:
+        raise RunFolderError(
+            f"score_scale: the classifier in {folder} was trained at {card['score_scale']}, the "
+            f"YAML says {float(scale)}: use the hparams file of the run's backbone or "
+            f"--score_scale={card['score_scale']}"
+        )
     return card
 
 

@@ -142,3 +142,41 @@ def listening_test(classifier_runs, tmp_path_factory):
         progress=lambda line: None,
     )
     return folder, test
+
+
+@pytest.fixture(scope="session")
+def cnn14_run(synthetic_esc50, tmp_path_factory):
+    """A tiny one-epoch CNN14 classifier run (hparams/esc10_cnn14.yaml, linear head) on the
+    3-class synthetic set (one clip per class and fold)."""
+    data, _ = synthetic_esc50
+    out = tmp_path_factory.mktemp("classifier_cnn14")
+    args = tiny_args(
+        "esc10_cnn14",
+        "cnn14",
+        data,
+        out,
+        "--subset=esc50",
+        "--warmup_epochs=0",
+        "--precision=fp32",
+    )
+    result = run_script("train_classifier.py", args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out
+
+
+@pytest.fixture(scope="session")
+def l2i_run(classifier_runs, tiny_data, tmp_path_factory):
+    """A tiny one-epoch L2I run (2 NMF epochs, 8 components) on the tiny FocalNet classifier."""
+    out = tmp_path_factory.mktemp("l2i_focalnet")
+    args = tiny_args(
+        "l2i_focalnet",
+        "focalnet",
+        tiny_data,
+        out,
+        f"--classifier_folder={classifier_runs['focalnet']}",
+        "--nmf_epochs=2",
+        "--n_components=8",
+    )
+    result = run_script("train_l2i.py", args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out

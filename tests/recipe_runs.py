@@ -9,6 +9,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 TINY_BACKBONE_CONFIG = {
     "focalnet": "{embed_dim: 8, depths: [1, 1, 1, 1]}",
     "vit": "{hidden_size: 32, num_hidden_layers: 2, num_attention_heads: 2, intermediate_size: 64}",
+    "cnn14": "{width: 2, emb_dim: 64}",  # recipes.backbones.TINY_CNN14
 }
 
 

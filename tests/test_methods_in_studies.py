@@ -17,9 +17,9 @@ HARD = [name for name, method in METHODS.items() if method.mask == "hard"]
 
 
 @pytest.fixture(scope="module")
-def study(classifier_runs, piq_run, lmac_runs):
+def study(classifier_runs, piq_run, lmac_runs, l2i_run):
     """The FocalNet classifier run and the trained runs of every trained method on it."""
-    runs = {"piq": piq_run, "lmac": lmac_runs["focalnet"]}
+    runs = {"piq": piq_run, "lmac": lmac_runs["focalnet"], "l2i": l2i_run}
     trained = {m.run_name for m in METHODS.values() if m.run is not None}
     assert set(runs) == trained, "give every trained method of the registry a tiny run here"
     folder = classifier_runs["focalnet"]

@@ -8,6 +8,7 @@ import pytest
 import speechbrain as sb
 import torch
 from recipe_runs import run_script, tiny_args
+from speechbrain.lobes.models import PIQ
 from speechbrain.utils.train_logger import FileTrainLogger
 
 from data_prep.audio import load_clip
@@ -43,6 +44,27 @@ def test_parameter_counts_match_the_authors_layers(backbone, width, expected):
     value = getattr(backbone_class(backbone).config(), width)
     input_size = value[-1] if isinstance(value, list) else value
     assert count_parameters(PIQInterpreter(input_size, n_classes=50)) == expected
+
+
+@pytest.mark.parametrize(
+    "authors", [PIQ.VectorQuantizedPSIFocalNet_Audio, PIQ.VectorQuantizedPSIViT_Audio]
+)
+def test_the_interpreter_is_speechbrains_module_with_the_same_outputs(authors):
+    """Our state dict loads into SpeechBrain's FocalNet-PIQ and ViT-PIQ (strict) and both give the
+    same mask logits and quantised maps, in training (batch statistics) and in eval mode."""
+    torch.manual_seed(0)
+    ours = PIQInterpreter(16, n_classes=3, codebook_size=12)
+    theirs = authors(dim=16, K=12, numclasses=3, shared_keys=0)
+    theirs.load_state_dict(ours.state_dict())
+    representation, labels = torch.randn(4, 16, 14, 14), torch.tensor([0, 2, 1, 2])
+    for train in (True, False):
+        ours.train(train), theirs.train(train)
+        out = ours(representation, labels)
+        mask_logits, z_e, z_q = theirs(representation, labels)
+        assert torch.equal(out["mask_logits"], mask_logits.squeeze(1))
+        assert torch.equal(out["z_e"], z_e) and torch.equal(out["z_q"], z_q)
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, 3\)"):
+        ours(representation, torch.tensor([0, 1, 2, 3]))
 
 
 @pytest.mark.parametrize("kind, tiny", [("focalnet", TINY_FOCALNET), ("vit", TINY_VIT)])
