@@ -17,20 +17,25 @@ def build_backbone(name, **kwargs):
     return build(name, **kwargs).backbone
 
 
+HF_BACKBONES = ("focalnet", "vit")
+
+
 @pytest.fixture(scope="module")
 def local_sources(tmp_path_factory):
-    """{backbone: folder} of tiny random backbones saved as HuggingFace model folders."""
+    """{backbone: folder} of tiny random backbones saved as HuggingFace model folders (the
+    HuggingFace ones; CNN14's encoder is a SpeechBrain checkpoint: tests/test_cnn14.py)."""
     root = tmp_path_factory.mktemp("hf_models")
     torch.manual_seed(0)
     sources = {}
-    for backbone, config in TINY_BACKBONE_CONFIG.items():
+    for backbone in HF_BACKBONES:
+        config = TINY_BACKBONE_CONFIG[backbone]
         model = build_backbone(backbone, pretrained=False, config_overrides=yaml.safe_load(config))
         model.save_pretrained(root / backbone)
         sources[backbone] = root / backbone
     return sources
 
 
-@pytest.mark.parametrize("backbone", ["focalnet", "vit"])
+@pytest.mark.parametrize("backbone", HF_BACKBONES)
 def test_from_pretrained_loads_a_local_folder_offline(
     local_sources, tmp_path, monkeypatch, backbone
 ):
@@ -51,7 +56,7 @@ def test_from_pretrained_loads_a_local_folder_offline(
         build_backbone(backbone, source="x", pretrained=True, config_overrides={"embed_dim": 8})
 
 
-@pytest.mark.parametrize("backbone", ["focalnet", "vit"])
+@pytest.mark.parametrize("backbone", HF_BACKBONES)
 def test_a_recipe_trains_from_local_pretrained_weights(
     local_sources, tiny_data, tmp_path, backbone
 ):
