@@ -23,25 +23,12 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
+from interpreters.metrics import MASK_KEYS, PAPER_KEYS, SCALED_KEYS, UNSCALED_KEYS
+
 ESC50_FOLDS = (1, 2, 3, 4, 5)
 # every column of the interpretation suite (``recipes.sweep.SWEEP_COLUMNS``): the paper's FID-I / FA
 # at scale 1, L-MAC's suite at the run's score_scale and at scale 1, SPS / COMP of the masks
-METRICS = (
-    "acc",
-    "fid_i",
-    "fa",
-    "fa_mask_in",
-    "ai",
-    "ad",
-    "ag",
-    "ff",
-    "ff_mask_in",
-    "ai_unscaled",
-    "ad_unscaled",
-    "ag_unscaled",
-    "sps",
-    "comp",
-)
+METRICS = ("acc", *PAPER_KEYS, *SCALED_KEYS, *UNSCALED_KEYS, *MASK_KEYS)
 
 
 def fold_split(test_fold: int, folds=ESC50_FOLDS, validate: bool = True) -> tuple[list, list, list]:

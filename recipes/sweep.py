@@ -28,30 +28,16 @@ from data_prep.atomic import atomic_path
 from interpreters.localisation import edge_frames, edge_shares
 from interpreters.maps import quantile_mask
 from interpreters.methods import METHODS, method_maps
-from interpreters.metrics import MetricsAccumulator, interpretation_scores
-
-SWEEP_COLUMNS = (
-    "q",
-    "fid_i",
-    "fa",
-    "fa_mask_in",
-    "ai",
-    "ad",
-    "ag",
-    "ff",
-    "ff_mask_in",
-    "ai_unscaled",
-    "ad_unscaled",
-    "ag_unscaled",
-    "sps",
-    "comp",
-    "score_scale",
-    "acc",
-    "n_clips",
-    "mask_first",
-    "mask_last",
-    "edge_area",
+from interpreters.metrics import (
+    MASK_KEYS,
+    PAPER_KEYS,
+    SCALED_KEYS,
+    UNSCALED_KEYS,
+    MetricsAccumulator,
+    interpretation_scores,
 )
+
+SWEEP_COLUMNS = ("q", *PAPER_KEYS, *SCALED_KEYS, *UNSCALED_KEYS, *MASK_KEYS, "score_scale")
 EDGE_SECONDS = 0.25
 
 
