@@ -37,7 +37,19 @@ from interpreters.metrics import (
     interpretation_scores,
 )
 
-SWEEP_COLUMNS = ("q", *PAPER_KEYS, *SCALED_KEYS, *UNSCALED_KEYS, *MASK_KEYS, "score_scale")
+SWEEP_COLUMNS = (
+    "q",
+    *PAPER_KEYS,
+    *SCALED_KEYS,
+    *UNSCALED_KEYS,
+    *MASK_KEYS,
+    "score_scale",
+    "acc",
+    "n_clips",
+    "mask_first",
+    "mask_last",
+    "edge_area",
+)
 EDGE_SECONDS = 0.25
 
 

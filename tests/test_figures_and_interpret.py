@@ -16,10 +16,11 @@ from speechbrain.dataio.encoder import CategoricalEncoder
 from data_prep.audio import load_clip
 from data_prep.esc50 import first_appearance_classes
 from data_prep.mixing import mix_sources
+from recipes.crossval import METRICS
 from recipes.inference import AudioInterpreter
 from recipes.outputs import write_file_interpretation
 from recipes.runs import RunFolderError, run_split_dataset
-from recipes.sweep import sweep_quantiles
+from recipes.sweep import SWEEP_COLUMNS, sweep_quantiles
 
 # ------------------------------------------------------------------ sweep ---
 
@@ -66,6 +67,14 @@ def test_sweep_matches_the_recipe_and_writes_csv_and_figure(classifier_runs, piq
     piq_row = next(row for row in rows if row["method"] == "FocalNet-PIQ")
     for key in ("fid_i", "fa", "fa_mask_in", "acc"):
         assert float(piq_row[key]) == pytest.approx(piq[key], abs=1e-5), key
+
+
+def test_sweep_columns_hold_every_cross_validation_metric_and_the_edge_shares():
+    """cross_validate.py reads METRICS from sweep rows: a column dropped there breaks it."""
+    assert set(METRICS) <= set(SWEEP_COLUMNS)
+    edge_and_counts = {"acc", "n_clips", "mask_first", "mask_last", "edge_area", "score_scale"}
+    assert edge_and_counts <= set(SWEEP_COLUMNS)
+    assert len(set(SWEEP_COLUMNS)) == len(SWEEP_COLUMNS)
 
 
 def test_sweep_runs_the_unmasked_forward_once_per_batch(classifier_runs):
