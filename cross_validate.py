@@ -16,7 +16,8 @@ skipping runs that already wrote test_metrics.json, so an interrupted cross-vali
 Each run's test fold is then scored with every --methods entry (registry names, as in every study;
 default: by_design and the trained methods) at the classifier's q, as sweep_quantile.py scores one
 q, and kept in the run's cv_scores.csv. Writes cv_runs.csv (one row per run and method),
-cv_summary.csv (mean and std of every metric per method) and cv_summary.png in the output folder.
+cv_summary.csv (mean and std of every metric per method), cv_summary.md (the same as two Markdown
+tables: scaled suite, scale-1 suite) and cv_summary.png in the output folder.
 Arguments after `--` go to every recipe run (e.g. `--number_of_epochs=50`); --classifier_args=
 (a quoted string, given with "=") only to train_classifier.py, --method_args NAME="..." only to
 the recipe of the trained method NAME.
@@ -30,7 +31,14 @@ from pathlib import Path
 
 from interpreters.methods import METHODS
 from recipes.cli import run_main
-from recipes.crossval import ESC50_FOLDS, METRICS, aggregate, fold_split, score_run
+from recipes.crossval import (
+    ESC50_FOLDS,
+    METRICS,
+    aggregate,
+    fold_split,
+    score_run,
+    summary_markdown,
+)
 from recipes.outputs import save_cv_png, write_csv_rows, written_together
 from recipes.runs import RunFolderError, read_model_card
 
@@ -166,6 +174,7 @@ def main(argv=None):
         write_csv_rows(rows, staging / "cv_runs.csv")
         write_csv_rows(summary, staging / "cv_summary.csv")
         save_cv_png(summary, staging / "cv_summary.png")
+        (staging / "cv_summary.md").write_text(summary_markdown(summary))
     for entry in summary:
         print(
             f"{entry['method']:>22s} ({entry['n_runs']} runs): "
@@ -175,7 +184,7 @@ def main(argv=None):
                 if entry[metric + "_mean"] is not None
             )
         )
-    print(f"wrote {output}/cv_runs.csv, cv_summary.csv, cv_summary.png")
+    print(f"wrote {output}/cv_runs.csv, cv_summary.csv, cv_summary.md, cv_summary.png")
 
 
 if __name__ == "__main__":

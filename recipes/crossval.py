@@ -16,6 +16,8 @@ Example
 >>> summary = aggregate(rows)[0]
 >>> summary["n_runs"], round(summary["acc_mean"], 3), round(summary["acc_std"], 4)
 (2, 0.8, 0.1414)
+>>> print(summary_markdown([summary]).splitlines()[2])
+| focalnet | 2 | 0.800 +- 0.141 | 0.500 +- 0.000 | 0.0100 +- 0.0000 | 0.0200 +- 0.0000 |
 """
 
 from __future__ import annotations
@@ -29,6 +31,27 @@ ESC50_FOLDS = (1, 2, 3, 4, 5)
 # every column of the interpretation suite (``recipes.sweep.SWEEP_COLUMNS``): the paper's FID-I / FA
 # at scale 1, L-MAC's suite at the run's score_scale and at scale 1, SPS / COMP of the masks
 METRICS = ("acc", *PAPER_KEYS, *SCALED_KEYS, *UNSCALED_KEYS, *MASK_KEYS)
+
+
+# (column heading, metric key, decimals) of the two tables of ``summary_markdown``
+SCALED_TABLE = (
+    ("ACC", "acc", 3),
+    ("FID-I", "fid_i", 3),
+    ("FA", "fa", 4),
+    ("FA_mask_in", "fa_mask_in", 4),
+    ("AI (%)", "ai", 1),
+    ("AD (%)", "ad", 1),
+    ("AG (%)", "ag", 2),
+    ("FF", "ff", 3),
+    ("FF_mask_in", "ff_mask_in", 3),
+)
+UNSCALED_TABLE = (
+    ("AI (%), scale 1", "ai_unscaled", 2),
+    ("AD (%), scale 1", "ad_unscaled", 2),
+    ("AG (%), scale 1", "ag_unscaled", 3),
+    ("SPS", "sps", 3),
+    ("COMP", "comp", 2),
+)
 
 
 def fold_split(test_fold: int, folds=ESC50_FOLDS, validate: bool = True) -> tuple[list, list, list]:
@@ -97,3 +120,29 @@ def score_run(run, methods=None, runs=(), data_folder=None, batch_size=16, devic
             kept[row["method"]] = row
         write_sweep_csv(list(kept.values()), path, extra_columns=["method"])
     return [kept[name] for name in methods]
+
+
+def summary_markdown(summary: list[dict]) -> str:
+    """``aggregate``'s rows as two Markdown tables of ``mean +- std`` (sample std over the runs).
+
+    The first holds ACC, the paper's FID-I / FA / FA_mask_in and the L-MAC suite at the run's
+    ``score_scale``; the second the suite at scale 1 and the masks' SPS / COMP. A metric that no
+    run holds is left out of its table (a column every row lacks) or shown as ``-``.
+    """
+
+    def cell(entry, key, decimals):
+        mean, std = entry.get(f"{key}_mean"), entry.get(f"{key}_std")
+        return "-" if mean is None else f"{mean:.{decimals}f} +- {std:.{decimals}f}"
+
+    tables = []
+    for columns in (SCALED_TABLE, UNSCALED_TABLE):
+        held = [c for c in columns if any(e.get(f"{c[1]}_mean") is not None for e in summary)]
+        if not held:
+            continue
+        lines = ["| method | runs | " + " | ".join(heading for heading, _, _ in held) + " |"]
+        lines.append("| --- " * (len(held) + 2) + "|")
+        for entry in summary:
+            cells = [cell(entry, key, decimals) for _, key, decimals in held]
+            lines.append(f"| {entry['method']} | {entry['n_runs']} | " + " | ".join(cells) + " |")
+        tables.append("\n".join(lines))
+    return "\n\n".join(tables) + "\n"

@@ -370,6 +370,11 @@ def test_cross_validation_over_two_folds_resumes_and_aggregates(tiny_data, tmp_p
     assert float(summary["gradcam"]["fid_i_mean"]) == pytest.approx(sum(fids) / 2)
     assert float(summary["gradcam"]["fid_i_std"]) == pytest.approx(abs(fids[0] - fids[1]) / 2**0.5)
     assert (out / "cv_summary.png").is_file()
+    # The Markdown tables hold the same means: Grad-CAM's FID-I row, to the table's 3 decimals.
+    markdown = (out / "cv_summary.md").read_text()
+    gradcam_rows = [line for line in markdown.splitlines() if line.startswith("| gradcam | 2 |")]
+    assert len(gradcam_rows) == 2  # one in the scaled table, one in the scale-1 table
+    assert f"{sum(fids) / 2:.3f} +- " in gradcam_rows[0].split(" | ")[3]
     # A second call finds every run done and only aggregates again.
     again = run_script("cross_validate.py", args)
     assert again.returncode == 0 and again.stdout.count("done already") == 4
