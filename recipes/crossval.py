@@ -130,6 +130,8 @@ def summary_markdown(summary: list[dict]) -> str:
     run holds is left out of its table (a column every row lacks) or shown as ``-``.
     """
 
+    from recipes.report import markdown_table
+
     def cell(entry, key, decimals):
         mean, std = entry.get(f"{key}_mean"), entry.get(f"{key}_std")
         return "-" if mean is None else f"{mean:.{decimals}f} +- {std:.{decimals}f}"
@@ -139,10 +141,13 @@ def summary_markdown(summary: list[dict]) -> str:
         held = [c for c in columns if any(e.get(f"{c[1]}_mean") is not None for e in summary)]
         if not held:
             continue
-        lines = ["| method | runs | " + " | ".join(heading for heading, _, _ in held) + " |"]
-        lines.append("| --- " * (len(held) + 2) + "|")
-        for entry in summary:
-            cells = [cell(entry, key, decimals) for _, key, decimals in held]
-            lines.append(f"| {entry['method']} | {entry['n_runs']} | " + " | ".join(cells) + " |")
-        tables.append("\n".join(lines))
-    return "\n\n".join(tables) + "\n"
+        rows = [
+            {
+                "method": entry["method"],
+                "runs": str(entry["n_runs"]),
+                **{heading: cell(entry, key, decimals) for heading, key, decimals in held},
+            }
+            for entry in summary
+        ]
+        tables.append(markdown_table(rows, ["method", "runs", *(c[0] for c in held)]))
+    return "\n".join(tables)

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 from data_prep.atomic import atomic_path
@@ -111,10 +112,10 @@ def metric_cells(metrics: dict) -> dict:
     return cells
 
 
-def markdown_table(rows: list[dict]) -> str:
-    """The rows as a Markdown table."""
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + " --- |" * len(COLUMNS)]
-    lines += ["| " + " | ".join(row[column] for column in COLUMNS) + " |" for row in rows]
+def markdown_table(rows: list[dict], columns: Sequence[str] = COLUMNS) -> str:
+    """The rows (dicts of cell strings) as a Markdown table of ``columns`` (default: Table 1)."""
+    lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
+    lines += ["| " + " | ".join(row[column] for column in columns) + " |" for row in rows]
     return "\n".join(lines) + "\n"
 
 
