@@ -1,6 +1,6 @@
 """Training-time pieces of the from-scratch recipes (``hparams/esc10_*.yaml``): data
 augmentation, the learning-rate schedule and the loss. The paper's recipes do not use them,
-except ``DropChunk`` (SpeechBrain's, vectorised).
+except ``DropChunk`` and ``DropFreq`` (SpeechBrain's, made fast).
 
 - ``RandomRoll``: each waveform of a batch shifted in time by its own random amount (circular);
 - ``mixup``: convex combinations of pairs of log-spectrograms, with both labels kept;
@@ -8,6 +8,9 @@ except ``DropChunk`` (SpeechBrain's, vectorised).
   (epochs, fractional), so a resumed run continues the same curve;
 - ``DropChunk``: SpeechBrain's ``DropChunk`` with its chunks zeroed in one indexing operation
   instead of a Python loop (the same random draws, the same output);
+- ``DropFreq``: SpeechBrain's ``DropFreq`` (the same random draws, the same notch filter) with
+  the filter applied to a [clips, 1, samples] tensor in PyTorch's usual layout: 8x faster on an
+  AVX2-only CPU, equal within float rounding;
 - ``AdditiveMarginSoftmax``: CosFace's additive margin softmax on cosine scores, with optional
   label smoothing.
 
@@ -30,6 +33,7 @@ import math
 import torch
 import torch.nn.functional as F
 from speechbrain.augment import time_domain
+from speechbrain.processing.signal_processing import convolve1d, notch_filter
 
 # The additive-margin softmax scale of training: inference shows softmax(SCORE_SCALE * cosines)
 # (a run's model.json records its own ``score_scale``).
@@ -121,6 +125,59 @@ class DropChunk(time_domain.DropChunk):
         if rows:
             dropped[torch.cat(rows), torch.cat(columns)] = 0.0
         return dropped
+
+
+class DropFreq(time_domain.DropFreq):
+    """SpeechBrain's ``DropFreq``, its filter applied in PyTorch's usual layout.
+
+    SpeechBrain convolves the batch as [clips, samples, 1] transposed to [clips, 1, samples]: a
+    view whose strides oneDNN reads as channels-last, for which it picks a slow kernel on
+    CPUs without AVX-512. On the 2-core AVX2-only AMD EPYC that was 250 ms per batch of 8
+    clips, 47 % of a quickstart training epoch; the same 101-tap filter on the same samples
+    laid out as [clips, 1, samples] takes 30 ms. This subclass makes the same random draws in
+    the same order (the number of notches, then their frequencies) and builds the same filter
+    with SpeechBrain's own functions; only the final convolution's input layout differs, so the
+    output equals SpeechBrain's within float rounding (about 1e-6 of the signal's scale), not
+    bit for bit (tested).
+
+    Example
+    -------
+    >>> drop = DropFreq(drop_freq_low=0, drop_freq_high=1, drop_freq_count_low=1,
+    ...                 drop_freq_count_high=3, drop_freq_width=0.05)
+    >>> clips = torch.randn(2, 16000)
+    >>> _ = torch.manual_seed(0)
+    >>> ours = drop(clips)
+    >>> _ = torch.manual_seed(0)
+    >>> theirs = time_domain.DropFreq(0, 1, 1, 3, 0.05)(clips)
+    >>> ours.shape, torch.allclose(ours, theirs, atol=1e-5)
+    (torch.Size([2, 16000]), True)
+    """
+
+    FILTER_LENGTH = 101  # SpeechBrain's, fixed inside its forward
+
+    def forward(self, waveforms: torch.Tensor) -> torch.Tensor:
+        """``waveforms`` [batch, time] -> the same shape, filtered. [batch, time, channels]
+        goes through SpeechBrain's own forward (which reshapes, rather than transposes, the
+        channels into the batch: kept as theirs, not used by these recipes)."""
+        if waveforms.dim() != 2:
+            return super().forward(waveforms)
+        drop_count = torch.randint(
+            low=self.drop_freq_count_low, high=self.drop_freq_count_high + 1, size=(1,)
+        )
+        drop_range = self.drop_freq_high - self.drop_freq_low
+        drop_frequency = (torch.rand(drop_count) * drop_range + self.drop_freq_low).clamp(
+            min=self.epsilon
+        )
+        pad = self.FILTER_LENGTH // 2
+        drop_filter = torch.zeros(1, self.FILTER_LENGTH, 1, device=waveforms.device)
+        drop_filter[0, pad, 0] = 1
+        for frequency in drop_frequency:
+            notch = notch_filter(frequency, self.FILTER_LENGTH, self.drop_freq_width)
+            drop_filter = convolve1d(drop_filter, notch.to(waveforms.device), pad)
+        # [batch, time] -> [batch, 1, time] with PyTorch's usual strides
+        signals = waveforms.reshape(waveforms.shape[0], 1, waveforms.shape[1]).contiguous()
+        kernel = drop_filter.reshape(1, 1, self.FILTER_LENGTH).to(waveforms.dtype)
+        return F.conv1d(signals, kernel, padding=pad).reshape(waveforms.shape)
 
 
 def mixup(log_spec: torch.Tensor, labels: torch.Tensor, alpha: float):

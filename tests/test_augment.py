@@ -5,7 +5,14 @@ import math
 import pytest
 import torch
 
-from recipes.augment import AdditiveMarginSoftmax, DropChunk, RandomRoll, WarmupCosine, mixup
+from recipes.augment import (
+    AdditiveMarginSoftmax,
+    DropChunk,
+    DropFreq,
+    RandomRoll,
+    WarmupCosine,
+    mixup,
+)
 
 
 def test_random_roll_shifts_each_clip_circularly_within_the_limit():
@@ -116,3 +123,36 @@ def test_drop_chunk_equals_speechbrains(settings, shape):
     (ours, after_ours), (theirs, after_theirs) = outputs
     assert torch.equal(ours, theirs) and torch.equal(after_ours, after_theirs)
     assert (ours == 0).any() or settings["drop_count_low"] == 0
+
+
+@pytest.mark.parametrize("shape", [(4, 80000), (3, 4000, 2)])
+@pytest.mark.parametrize("seed", [0, 5, 11])
+def test_drop_freq_equals_speechbrains_within_rounding(shape, seed):
+    """The re-laid-out DropFreq makes SpeechBrain's draws (same notches, same random state
+    afterwards) and filters the same samples: equal within float rounding, with and without a
+    channel axis; a pure tone at a dropped frequency is removed by both alike."""
+    from speechbrain.augment.time_domain import DropFreq as SpeechBrainDropFreq
+
+    settings = {
+        "drop_freq_low": 0,
+        "drop_freq_high": 1,
+        "drop_freq_count_low": 1,
+        "drop_freq_count_high": 3,
+        "drop_freq_width": 0.05,
+    }
+    waves = torch.randn(shape, generator=torch.Generator().manual_seed(1))
+    outputs = []
+    for module in (DropFreq(**settings), SpeechBrainDropFreq(**settings)):
+        torch.manual_seed(seed)
+        outputs.append((module(waves), torch.rand(1)))
+    (ours, after_ours), (theirs, after_theirs) = outputs
+    assert ours.shape == theirs.shape == waves.shape
+    assert torch.equal(after_ours, after_theirs)
+    assert torch.allclose(ours, theirs, rtol=0, atol=1e-5)
+    assert not torch.allclose(ours, waves, atol=1e-3)  # it did filter
+    # one notch at 0.25 of Nyquist (2 kHz at 16 kHz): a 2 kHz tone is attenuated
+    tone = torch.sin(2 * math.pi * 2000 * torch.arange(16000) / 16000).expand(2, 16000)
+    power = tone[:, 200:-200].pow(2).mean()
+    for module in (DropFreq(0.25, 0.25, 1, 1, 0.05), SpeechBrainDropFreq(0.25, 0.25, 1, 1, 0.05)):
+        kept = module(tone)[:, 200:-200].pow(2).mean() / power
+        assert kept < 0.1  # more than 10 dB down (101 taps, width 0.05)
