@@ -41,7 +41,9 @@ from recipes.inference import AudioInterpreter
 from recipes.loading import LoadedModel
 from recipes.models import TINY_FOCALNET, AudioClassifier, build_embedder, build_head
 from recipes.outputs import save_interpretation_png, save_wav, write_file_interpretation
+from recipes.allocator import keep_freed_memory
 
+keep_freed_memory()  # as interpret.py (recipes.cli.run_main)
 torch.manual_seed(0)
 if {config!r} == "esc10":  # the recipe's own model (random weights: pretrained is False)
     from hyperpyyaml import load_hyperpyyaml

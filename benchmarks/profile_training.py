@@ -48,6 +48,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import train_classifier  # noqa: E402
+from recipes.allocator import keep_freed_memory  # noqa: E402
 from recipes.classifier import ClassifierBrain  # noqa: E402
 from recipes.models import AudioClassifier  # noqa: E402
 
@@ -320,6 +321,7 @@ def _pop_option(argv: list[str], name: str, flag: bool = False):
 
 
 def main(argv=None):
+    keep_freed_memory()  # as train_classifier.py (recipes.cli.run_main)
     argv = list(sys.argv[1:] if argv is None else argv)
     json_path = _pop_option(argv, "--json")
     formats = _pop_option(argv, "--compare_formats", flag=True)

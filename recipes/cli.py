@@ -484,15 +484,19 @@ def out_of_range(key, value, integer, lowest, lowest_allowed, highest, what) -> 
 def run_main(main, argv=None):
     """Runs an entry script's ``main``; the project's own errors end it with one line, exit 1.
 
+    First tells glibc's malloc to keep freed memory for reuse (``recipes.allocator``).
+
     ``ESC50Error`` (data), ``RunFolderError`` (run folders), ``AudioReadError`` (audio files),
     ``SettingsError`` (the command line and YAML, ``load_hparams``) and ``DownloadError``
     (weights neither cached nor downloadable, ``recipes.offline``) carry
     messages written for the user: a traceback would bury them.
     """
     from data_prep.audio import AudioReadError
+    from recipes.allocator import keep_freed_memory
     from recipes.offline import DownloadError
     from recipes.runs import RunFolderError
 
+    keep_freed_memory()  # large activations reused, not faulted in afresh (recipes/allocator.py)
     try:
         return main(argv)
     except (ESC50Error, RunFolderError, AudioReadError, DownloadError, SettingsError) as error:

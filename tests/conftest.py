@@ -7,6 +7,9 @@ import pytest
 from recipe_runs import run_script, tiny_args
 
 from data_prep.synthetic import generate_synthetic_esc50
+from recipes.allocator import keep_freed_memory
+
+keep_freed_memory()  # the in-process tests allocate as the entry scripts do (recipes/allocator.py)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
