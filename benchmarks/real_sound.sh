@@ -2,28 +2,38 @@
 # The real-sound benchmark of the interpretation methods (issue 23): ESC-10's single split
 # (folds 1-3 train, 4 validates, 5 tests), three seeds of the from-scratch FocalNet, each with its
 # PIQ and L-MAC retrained, every method of the registry but L2I scored on the test fold with the
-# whole suite at both scales (q = 0.9 for the hard masks). Resumable: finished runs are skipped and
-# scores already in a run's cv_scores.csv are read back. Prints and writes the mean +- std tables
-# (OUT/cv_summary.md, .csv, .png; OUT/cv_runs.csv per seed).
+# whole suite at both scales (q = 0.9 for the hard masks). BACKBONE is focalnet (the default) or
+# vit: the ViT runs hparams/esc10_vit.yaml with its own PIQ and L-MAC overrides. Resumable:
+# finished runs are skipped and scores already in a run's cv_scores.csv are read back. Prints and
+# writes the mean +- std tables (OUT/cv_summary.md, .csv, .png; OUT/cv_runs.csv per seed).
 #
-#     bash benchmarks/real_sound.sh [DATA_FOLDER] [OUTPUT_FOLDER]
+#     bash benchmarks/real_sound.sh [DATA_FOLDER] [OUTPUT_FOLDER] [BACKBONE]
 #
-# Defaults: ../shared/data/ESC-10 and results/real-sound-focalnet. 2 h 18 min on a 2-core AMD EPYC
-# with AVX512-BF16 (bf16 training, fp32 scoring; benchmarks/README.md gives the split by step).
+# Defaults: ../shared/data/ESC-10, results/real-sound-BACKBONE and focalnet. FocalNet: 2 h 18 min
+# on a 2-core AMD EPYC with AVX512-BF16 (bf16 training, fp32 scoring; benchmarks/README.md gives
+# the split by step and the ViT's time).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 data="${1:-../shared/data/ESC-10}"
-out="${2:-results/real-sound-focalnet}"
+backbone="${3:-focalnet}"
+out="${2:-results/real-sound-$backbone}"
 python="${PYTHON:-python}"
+case "$backbone" in
+    focalnet) classifier=hparams/esc10_focalnet.yaml
+              piq_overrides=hparams/esc10_piq.yaml lmac_overrides=hparams/esc10_lmac.yaml ;;
+    vit) classifier=hparams/esc10_vit.yaml
+         piq_overrides=hparams/esc10_vit_piq.yaml lmac_overrides=hparams/esc10_vit_lmac.yaml ;;
+    *) echo "real_sound.sh: BACKBONE must be focalnet or vit, not '$backbone'" >&2; exit 2 ;;
+esac
 
 hard=(by_design random energy saliency integrated_gradients smoothgrad gradient_shap occlusion gradcam)
 soft=(saliency_soft integrated_gradients_soft smoothgrad_soft gradient_shap_soft occlusion_soft gradcam_soft)
 trained=(piq lmac piq_hard lmac_hard)
 
-"$python" cross_validate.py hparams/esc10_focalnet.yaml --data_folder="$data" \
+"$python" cross_validate.py "$classifier" --data_folder="$data" \
     --output_folder="$out" --folds 5 --seeds 1 2 3 \
-    --train piq=hparams/piq_focalnet.yaml lmac=hparams/lmac_focalnet.yaml \
-    --method_args piq=--overrides_file=hparams/esc10_piq.yaml \
-        lmac=--overrides_file=hparams/esc10_lmac.yaml \
+    --train piq="hparams/piq_$backbone.yaml" lmac="hparams/lmac_$backbone.yaml" \
+    --method_args piq=--overrides_file="$piq_overrides" \
+        lmac=--overrides_file="$lmac_overrides" \
     --methods "${hard[@]}" "${soft[@]}" "${trained[@]}"
 cat "$out/cv_summary.md"
