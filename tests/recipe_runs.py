@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -70,8 +71,15 @@ class ScriptServer:
             raise RuntimeError("the script server stopped")
         return json.loads(line)
 
+    def differences(self, env):
+        """The variables whose values in ``env`` differ from the server's environment."""
+        ours, theirs = _comparable(env), _comparable(self.env)
+        return sorted(
+            key for key in ours.keys() | theirs.keys() if ours.get(key) != theirs.get(key)
+        )
+
     def serves(self, env):
-        return self.process.poll() is None and _comparable(env) == _comparable(self.env)
+        return self.process.poll() is None and not self.differences(env)
 
     def run(self, script, args, timeout):
         with tempfile.TemporaryDirectory() as folder:
@@ -130,8 +138,15 @@ def run_script(script, args, timeout=1800, env=None):
     several minutes each.
     """
     fresh = os.environ.get("FOCALNET_TESTS_FRESH_PROCESSES") == "1"
-    if env is None and not fresh and _script_server().serves(os.environ):
-        return _script_server().run(script, args, timeout)
+    if env is None and not fresh:
+        server = _script_server()
+        if server.serves(os.environ):
+            return server.run(script, args, timeout)
+        warnings.warn(
+            f"{script} runs in a fresh interpreter: the environment differs from the script "
+            f"server's in {server.differences(os.environ)}",
+            stacklevel=2,
+        )
     return subprocess.run(
         [sys.executable, script, *args],
         cwd=REPO_ROOT,
