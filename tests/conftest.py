@@ -31,6 +31,19 @@ def require_shared_data(folder: Path, what: str) -> Path:
     pytest.skip(message)
 
 
+@pytest.fixture(autouse=True)
+def _environment_restored():
+    """Each test leaves ``os.environ`` as it found it. SpeechBrain's ``setup_logging`` (a Brain
+    made in-process) sets ``SB_LOG_LEVEL=DEBUG`` for good; the entry scripts the later tests run
+    would inherit it, and the script server (tests/script_server.py) serves only the suite's
+    own environment."""
+    before = dict(os.environ)
+    yield
+    if dict(os.environ) != before:
+        os.environ.clear()
+        os.environ.update(before)
+
+
 @pytest.fixture(scope="session")
 def synthetic_esc50(tmp_path_factory):
     """3 classes x 1 clip x 5 folds of 5 s synthetic clips in ESC-50's layout (read-only use)."""
