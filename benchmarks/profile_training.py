@@ -85,8 +85,11 @@ class ProfiledClassifierBrain(ClassifierBrain):
             ("spec_augmentation", "spec_augment"),
             ("compute_cost", "loss"),
         ):
-            if getattr(hparams, name, None) is not None:
-                setattr(hparams, name, self._timed(getattr(hparams, name), phase))
+            step = getattr(hparams, name, None)
+            if isinstance(step, torch.nn.Module):  # timed in place: its attributes stay
+                self._time_method(step, "forward", phase)  # (the loss's scale: score_scale)
+            elif step is not None:
+                setattr(hparams, name, self._timed(step, phase))
         self._time_method(hparams.train_logger, "log_stats", "logging")
         self._time_method(self.checkpointer, "save_and_keep_only", "checkpoint")
 
