@@ -102,6 +102,11 @@ class Method:
     outputs: tuple[str, ...] = ()
     run: TrainedRun | None = field(default=None)
     base: str | None = None
+    from_base: Callable[[torch.Tensor], torch.Tensor] | None = None
+
+    def __post_init__(self):
+        if (self.from_base is None) != (self.base is None):
+            raise ValueError(f"method {self.name!r}: a variant gives both base and from_base")
 
     @property
     def run_name(self) -> str:
@@ -322,7 +327,12 @@ def _soft_variant(base: Method) -> Method:
         f"{base.name}'s map as a soft mask: |map| / its per-clip maximum",
         outputs=base.outputs,
         base=base.name,
+        from_base=soft_mask,
     )
+
+
+def _unchanged(values: torch.Tensor) -> torch.Tensor:
+    return values
 
 
 def _same_area_variant(base: Method) -> Method:
@@ -336,6 +346,7 @@ def _same_area_variant(base: Method) -> Method:
         outputs=base.outputs,
         run=base.run,
         base=base.name,
+        from_base=_unchanged,
     )
 
 
@@ -391,7 +402,9 @@ def method_maps(
 
     ``trained`` maps a trained method's name to its loaded module (``recipes.loading``);
     ``generator`` seeds the random baseline. One no-grad forward serves every method; those that
-    need gradients run their own.
+    need gradients run their own. A variant (``saliency_soft``, ``piq_hard``, ...) asked for
+    with its base method reuses the base's map (so SmoothGrad's map and its soft mask come from
+    the same noise draws) instead of computing it again.
     """
     entries = [get_method(name) for name in methods]
     trained = trained or {}
@@ -400,10 +413,20 @@ def method_maps(
         raise ValueError(f"methods {missing} need a trained run: give it with --runs")
     wanted = {output for method in entries for output in method.outputs}
     outputs = classifier(log_spec, with_map="map" in wanted, with_stages="stages" in wanted)
-    maps = {}
-    for method in entries:
-        batch = MethodBatch(log_spec, outputs, classifier, generator, trained.get(method.run_name))
-        maps[method.name] = check_map(method.name, method.compute(batch))
+    names, computed = {method.name for method in entries}, {}
+
+    def compute(method: Method) -> torch.Tensor:
+        if method.name not in computed:
+            if method.base is not None and method.base in names:
+                values = method.from_base(compute(METHODS[method.base]))
+            else:
+                interpreter = trained.get(method.run_name)
+                batch = MethodBatch(log_spec, outputs, classifier, generator, interpreter)
+                values = method.compute(batch)
+            computed[method.name] = check_map(method.name, values)
+        return computed[method.name]
+
+    maps = {method.name: compute(method) for method in entries}
     return outputs["scores"], maps
 
 

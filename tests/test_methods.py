@@ -9,6 +9,7 @@ from interpreters.maps import kept_cells
 from interpreters.methods import (
     ATTRIBUTION_METHODS,
     METHODS,
+    Method,
     MethodBatch,
     get_method,
     method_maps,
@@ -179,3 +180,29 @@ def test_every_attribution_method_has_a_soft_and_every_trained_one_a_same_area_v
     soft = METHODS["saliency_soft"].compute(batch)
     assert torch.equal(soft, soft_mask(attributions.saliency(model, x)))
     assert soft.flatten(1).amax(dim=1).tolist() == [1.0, 1.0] and soft.min() >= 0
+
+
+def test_a_variant_asked_with_its_base_reuses_the_bases_map(monkeypatch):
+    torch.manual_seed(0)
+    model = GridClassifier(torch.randn(3, 2, 2, 2))
+    x = torch.rand(2, 12, 10)
+    calls = []
+    smoothgrad = attributions.smoothgrad
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return smoothgrad(*args, **kwargs)
+
+    monkeypatch.setattr(attributions, "smoothgrad", counted)
+    _, maps = method_maps(
+        model, x, ["smoothgrad", "smoothgrad_soft"], generator=torch.Generator().manual_seed(3)
+    )
+    assert len(calls) == 1  # one SmoothGrad for both: the soft mask is of the same noise draws
+    assert torch.equal(maps["smoothgrad_soft"], soft_mask(maps["smoothgrad"]))
+    # asked alone, the variant computes its base's map itself, from the same draws
+    _, alone = method_maps(
+        model, x, ["smoothgrad_soft"], generator=torch.Generator().manual_seed(3)
+    )
+    assert len(calls) == 2 and torch.equal(alone["smoothgrad_soft"], maps["smoothgrad_soft"])
+    with pytest.raises(ValueError, match="gives both base and from_base"):
+        Method("x", "x", "nothing", "hard", lambda batch: batch.log_spec, "x", base="energy")
