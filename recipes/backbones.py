@@ -372,7 +372,11 @@ class ViT(Backbone):
         finally:
             self._want_map = False
         hidden = out.last_hidden_state
-        result = {"embedding": hidden.mean(dim=1), "grid": _patch_grid(hidden)}
+        grid = _patch_grid(hidden)
+        # the mean of all tokens (CLS and patches), taken through the grid so that the scores
+        # depend on the grid in the autograd graph (Grad-CAM differentiates them by it)
+        tokens = torch.cat([hidden[:, :1], grid.flatten(2).transpose(1, 2)], dim=1)
+        result = {"embedding": tokens.mean(dim=1), "grid": grid}
         if with_map:
             result["raw_map"] = self._cls_attention
             result["by_design_map"] = attention_map(self._cls_attention)

@@ -101,9 +101,25 @@ def test_vit_embedding_averages_all_tokens_including_cls():
     embedder.backbone.register_forward_hook(lambda m, i, o: seen.update(hidden=o.last_hidden_state))
     out = embedder(torch.randn(2, 3, 224, 224))
     assert seen["hidden"].shape[1] == 197
-    assert torch.allclose(out["embedding"], seen["hidden"].mean(dim=1))
+    assert torch.equal(out["embedding"], seen["hidden"].mean(dim=1))  # bit for bit
     patches = seen["hidden"][:, 1:].transpose(1, 2).reshape(2, -1, 14, 14)
     assert torch.equal(out["grid"], patches)
+
+
+@pytest.mark.parametrize("backbone", list(BACKBONES))
+def test_gradcam_runs_on_every_backbone(backbone):
+    """The scores depend on the grid in the autograd graph (the ViT's embedding once read the
+    tokens beside the grid, and Grad-CAM stopped with 'not used in the graph')."""
+    from interpreters.gradcam import gradcam
+
+    torch.manual_seed(0)
+    embedder = build_embedder(backbone, pretrained=False, config_overrides=TINY[backbone]).eval()
+    model = AudioClassifier(embedder, build_head(embedder.embedding_size, n_classes=3)).eval()
+    log_spec = torch.rand(2, 431, 513)
+    maps = gradcam(model, log_spec)
+    grid = model(log_spec)["grid"]
+    assert maps.shape == (2, *grid.shape[2:]) and torch.isfinite(maps).all()
+    assert (maps > 0).any()  # not the empty map of a zero gradient
 
 
 def test_pretrained_path_loads_weights_with_from_pretrained(tmp_path):
