@@ -5,7 +5,10 @@
 # whole suite at both scales (q = 0.9 for the hard masks). BACKBONE is focalnet (the default) or
 # vit: the ViT runs hparams/esc10_vit.yaml with its own PIQ and L-MAC overrides. Resumable:
 # finished runs are skipped and scores already in a run's cv_scores.csv are read back. Prints and
-# writes the mean +- std tables (OUT/cv_summary.md, .csv, .png; OUT/cv_runs.csv per seed).
+# writes the mean +- std tables (OUT/cv_summary.md, .csv, .png; OUT/cv_runs.csv per seed). Then
+# localisation (40 mixtures), deletion / insertion (32 clips, 10 steps) and the randomisation check
+# (16 clips) of every method on each seed's run, and their mean +- std over the seeds
+# (OUT/studies_summary.md, .csv; benchmarks/studies_over_seeds.py).
 #
 #     bash benchmarks/real_sound.sh [DATA_FOLDER] [OUTPUT_FOLDER] [BACKBONE]
 #
@@ -37,3 +40,20 @@ trained=(piq lmac piq_hard lmac_hard)
         lmac=--overrides_file="$lmac_overrides" \
     --methods "${hard[@]}" "${soft[@]}" "${trained[@]}"
 cat "$out/cv_summary.md"
+
+# The studies beyond the suite on each seed's run, every method as above (skipped where a run
+# already holds them), then their mean +- std over the seeds (OUT/studies_summary.md, .csv).
+methods=("${hard[@]}" "${soft[@]}" "${trained[@]}")
+seed_runs=()
+for seed in 1 2 3; do
+    run="$out/fold5/seed$seed"
+    seed_runs+=("$run")
+    study=(--model_folder="$run" --methods "${methods[@]}" --runs "$run/piq" "$run/lmac")
+    [ -f "$run/localisation/localisation_summary.csv" ] ||
+        "$python" localisation.py "${study[@]}" --n_mixtures 40
+    [ -f "$run/deletion_insertion/deletion_insertion_auc.csv" ] ||
+        "$python" deletion_insertion.py "${study[@]}" --n_clips 32 --steps 10
+    [ -f "$run/sanity_check/sanity_check.csv" ] ||
+        "$python" sanity_check.py "${study[@]}" --n_clips 16
+done
+"$python" benchmarks/studies_over_seeds.py "${seed_runs[@]}" --output_folder "$out"

@@ -237,3 +237,120 @@ def deletion_rows(
             }
         )
     return curves, areas
+
+
+# The studies' files in a run folder (each script's default --output_folder) and the columns
+# averaged over runs: (study, file under the run, key columns besides "method", value columns).
+STUDY_FILES = (
+    (
+        "localisation",
+        "localisation/localisation_summary.csv",
+        (),
+        ("share_in_region", "iou", "chance_share"),
+    ),
+    (
+        "deletion_insertion",
+        "deletion_insertion/deletion_insertion_auc.csv",
+        (),
+        ("deletion_auc", "insertion_auc", "deletion_auc_scaled", "insertion_auc_scaled"),
+    ),
+    ("sanity_check", "sanity_check/sanity_check.csv", ("randomised",), ("spearman_mean",)),
+)
+STUDY_COMMANDS = {
+    "localisation": "localisation.py",
+    "deletion_insertion": "deletion_insertion.py",
+    "sanity_check": "sanity_check.py",
+}
+
+
+def studies_over_runs(run_folders) -> list[dict]:
+    """Mean and sample standard deviation over runs (e.g. seeds) of each study's per-run figures.
+
+    Reads each run's ``localisation_summary.csv``, ``deletion_insertion_auc.csv`` and
+    ``sanity_check.csv`` (the scripts' default output folders under the run) and returns one row
+    per study, method, level (the sanity check's ``randomised``; ``""`` elsewhere) and figure:
+    ``study, method, level, figure, mean, std, n_runs``. Every run must hold every study for the
+    same methods, so each mean is over the same runs.
+
+    Example
+    -------
+    >>> import tempfile, pathlib
+    >>> from recipes.outputs import write_csv_rows
+    >>> runs = [pathlib.Path(tempfile.mkdtemp()) for _ in range(2)]
+    >>> for run, share in zip(runs, (0.2, 0.4)):
+    ...     for _, name, keys, values in STUDY_FILES:
+    ...         (run / name).parent.mkdir()
+    ...         row = {"method": "energy", **{k: "none" for k in keys}}
+    ...         write_csv_rows([{**row, **{v: share for v in values}}], run / name)
+    >>> row = studies_over_runs(runs)[0]
+    >>> row["study"], row["figure"], round(row["mean"], 3), round(row["std"], 3), row["n_runs"]
+    ('localisation', 'share_in_region', 0.3, 0.141, 2)
+    """
+    import csv
+    import statistics
+
+    from recipes.runs import RunFolderError
+
+    runs = [Path(folder) for folder in run_folders]
+    if not runs:
+        raise RunFolderError("studies_over_runs: give at least one run folder")
+    summary = []
+    for study, name, keys, figures in STUDY_FILES:
+        per_run = []
+        for run in runs:
+            path = run / name
+            if not path.is_file():
+                raise RunFolderError(
+                    f"{path}: missing; run `python {STUDY_COMMANDS[study]} "
+                    f"--model_folder={run} --methods ...` first"
+                )
+            with open(path, newline="") as handle:
+                rows = list(csv.DictReader(handle))
+            per_run.append({(row["method"], *(row[k] for k in keys)): row for row in rows})
+        first = list(per_run[0])
+        for run, rows in zip(runs, per_run, strict=True):
+            if sorted(rows) != sorted(first):
+                raise RunFolderError(
+                    f"{run / name}: holds {sorted({key[0] for key in rows})}, but "
+                    f"{runs[0] / name} holds {sorted({key[0] for key in first})}: "
+                    "run every study with the same --methods on every run"
+                )
+        for key in first:
+            for figure in figures:
+                values = [float(rows[key][figure]) for rows in per_run]
+                summary.append(
+                    {
+                        "study": study,
+                        "method": key[0],
+                        "level": key[1] if keys else "",
+                        "figure": figure,
+                        "mean": statistics.fmean(values),
+                        "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+                        "n_runs": len(values),
+                    }
+                )
+    return summary
+
+
+def studies_markdown(summary: list[dict]) -> str:
+    """``studies_over_runs``'s rows as three Markdown tables of ``mean +- std``: localisation
+    (share of the mask in the named source's region, IoU, chance share), deletion / insertion
+    areas (scale 1 and the run's score scale) and the randomisation check (mean Spearman
+    correlation with the trained model's maps, per re-initialised level)."""
+    from recipes.report import markdown_table
+
+    tables = []
+    for study, _, _, _ in STUDY_FILES:
+        rows = [row for row in summary if row["study"] == study]
+        columns = list(
+            dict.fromkeys((row["figure"] if not row["level"] else row["level"]) for row in rows)
+        )
+        table = {}
+        for row in rows:
+            column = row["level"] or row["figure"]
+            entry = table.setdefault(row["method"], {"method": row["method"]})
+            entry["runs"] = str(row["n_runs"])
+            entry[column] = f"{row['mean']:.3f} +- {row['std']:.3f}"
+        rows = list(table.values())
+        tables.append(f"{study}:\n\n" + markdown_table(rows, ["method", "runs", *columns]))
+    return "\n".join(tables)

@@ -6,6 +6,7 @@ tiny run of its own here (``TRAINED_RUNS``), so a new trained method without one
 
 import csv
 import json
+import shutil
 
 import pytest
 from recipe_runs import run_script
@@ -14,6 +15,12 @@ from interpreters.methods import METHODS
 
 ALL = list(METHODS)
 HARD = [name for name, method in METHODS.items() if method.mask == "hard"]
+# The studies' default output folders under a run (what benchmarks/studies_over_seeds.py reads).
+STUDY_FOLDERS = {
+    "localisation": "localisation",
+    "deletion": "deletion_insertion",
+    "sanity": "sanity_check",
+}
 
 
 @pytest.fixture(scope="module")
@@ -104,6 +111,41 @@ def test_every_method_in_every_study(study, tiny_data, tmp_path):
     for row in rows:
         if row["randomised"] == "none":
             assert float(row["spearman_mean"]) == pytest.approx(1.0, abs=1e-6), row["method"]
+
+    # benchmarks/studies_over_seeds.py: the three studies' files, mean +- std over two runs
+    # holding the same figures (the default folders under each run, as real_sound.sh leaves them)
+    seeds = [tmp_path / "seed1", tmp_path / "seed2"]
+    for seed in seeds:
+        for study in ("localisation", "deletion", "sanity"):
+            shutil.copytree(tmp_path / study, seed / STUDY_FOLDERS[study])
+    out = tmp_path / "over_seeds"
+    args = [*map(str, seeds), f"--output_folder={out}"]
+    _ok(run_script("benchmarks/studies_over_seeds.py", args))
+    summary = _csv(out / "studies_summary.csv")
+    insertion = {
+        row["method"]: row
+        for row in summary
+        if row["study"] == "deletion_insertion" and row["figure"] == "insertion_auc"
+    }
+    assert list(insertion) == ALL
+    for row in _csv(tmp_path / "deletion" / "deletion_insertion_auc.csv"):
+        entry = insertion[row["method"]]
+        assert float(entry["mean"]) == pytest.approx(float(row["insertion_auc"]))
+        assert float(entry["std"]) == 0.0 and entry["n_runs"] == "2"
+    levels = {row["level"] for row in summary if row["study"] == "sanity_check"}
+    assert levels == {"none", "head", "last_stage"}
+    studies = {"localisation", "deletion_insertion", "sanity_check"}
+    assert {row["study"] for row in summary} == studies
+    assert "| method | runs |" in (out / "studies_summary.md").read_text()
+
+    # a run without one of the studies is named, with the command that makes it
+    shutil.rmtree(seeds[1] / "sanity_check")
+    result = run_script("benchmarks/studies_over_seeds.py", [*args[:-1], f"--output_folder={out}2"])
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert f"{seeds[1]}/sanity_check/sanity_check.csv: missing; run `python sanity_check.py" in (
+        result.stderr
+    )
+    assert not (tmp_path / "over_seeds2").exists()
 
 
 def test_a_trained_run_on_another_classifier_is_refused(classifier_runs, piq_run, tmp_path):
