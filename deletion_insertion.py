@@ -20,7 +20,7 @@ from pathlib import Path
 from recipes.cli import run_main
 from recipes.method_args import add_method_arguments, load_methods
 from recipes.outputs import save_deletion_png, write_csv_rows, written_together
-from recipes.studies import deletion_rows
+from recipes.studies import STUDIES, deletion_rows
 
 
 def main(argv=None):
@@ -39,10 +39,11 @@ def main(argv=None):
     curves, areas = deletion_rows(
         model, args.model_folder, args.n_clips, args.steps, methods, trained, args.data_folder
     )
-    output = Path(args.output_folder or f"{args.model_folder}/deletion_insertion")
+    files = STUDIES["deletion_insertion"]  # where studies_over_runs reads it
+    output = Path(args.output_folder or Path(args.model_folder) / files.folder)
     with written_together(output) as staging:
         write_csv_rows(curves, staging / "deletion_insertion_curves.csv")
-        write_csv_rows(areas, staging / "deletion_insertion_auc.csv")
+        write_csv_rows(areas, staging / files.summary)
         save_deletion_png(curves, areas, staging / "deletion_insertion.png")
     for row in areas:
         print(

@@ -22,7 +22,7 @@ from recipes.cli import run_main
 from recipes.method_args import add_method_arguments, load_methods
 from recipes.outputs import save_localisation_png, write_csv_rows, written_together
 from recipes.runs import RunFolderError
-from recipes.studies import localisation_rows, summarise
+from recipes.studies import STUDIES, localisation_rows, summarise
 
 
 def main(argv=None):
@@ -48,10 +48,11 @@ def main(argv=None):
     if not rows:
         raise RunFolderError("the test fold has no two clips of different classes")
     summary = summarise(rows)
-    output = Path(args.output_folder or f"{args.model_folder}/localisation")
+    files = STUDIES["localisation"]  # where studies_over_runs reads it
+    output = Path(args.output_folder or Path(args.model_folder) / files.folder)
     with written_together(output) as staging:
         write_csv_rows(rows, staging / "localisation.csv")
-        write_csv_rows(summary, staging / "localisation_summary.csv")
+        write_csv_rows(summary, staging / files.summary)
         save_localisation_png(summary, staging / "localisation.png")
     for row in summary:
         print(

@@ -19,7 +19,7 @@ from pathlib import Path
 from recipes.cli import run_main
 from recipes.method_args import add_method_arguments, load_methods
 from recipes.outputs import save_sanity_png, write_csv_rows, written_together
-from recipes.studies import sanity_rows
+from recipes.studies import STUDIES, sanity_rows
 
 
 def main(argv=None):
@@ -33,9 +33,10 @@ def main(argv=None):
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     model, trained, methods = load_methods(args)
     rows = sanity_rows(model, args.model_folder, args.n_clips, methods, trained, args.data_folder)
-    output = Path(args.output_folder or f"{args.model_folder}/sanity_check")
+    files = STUDIES["sanity_check"]  # where studies_over_runs reads it
+    output = Path(args.output_folder or Path(args.model_folder) / files.folder)
     with written_together(output) as staging:
-        write_csv_rows(rows, staging / "sanity_check.csv")
+        write_csv_rows(rows, staging / files.summary)
         save_sanity_png(rows, staging / "sanity_check.png")
     for row in rows:
         flag = "  <- barely changes" if row["barely_changes"] else ""

@@ -32,18 +32,18 @@ esac
 hard=(by_design random energy saliency integrated_gradients smoothgrad gradient_shap occlusion gradcam)
 soft=(saliency_soft integrated_gradients_soft smoothgrad_soft gradient_shap_soft occlusion_soft gradcam_soft)
 trained=(piq lmac piq_hard lmac_hard)
+methods=("${hard[@]}" "${soft[@]}" "${trained[@]}")
 
 "$python" cross_validate.py "$classifier" --data_folder="$data" \
     --output_folder="$out" --folds 5 --seeds 1 2 3 \
     --train piq="hparams/piq_$backbone.yaml" lmac="hparams/lmac_$backbone.yaml" \
     --method_args piq=--overrides_file="$piq_overrides" \
         lmac=--overrides_file="$lmac_overrides" \
-    --methods "${hard[@]}" "${soft[@]}" "${trained[@]}"
+    --methods "${methods[@]}"
 cat "$out/cv_summary.md"
 
 # The studies beyond the suite on each seed's run, every method as above (skipped where a run
 # already holds them), then their mean +- std over the seeds (OUT/studies_summary.md, .csv).
-methods=("${hard[@]}" "${soft[@]}" "${trained[@]}")
 seed_runs=()
 for seed in 1 2 3; do
     run="$out/fold5/seed$seed"

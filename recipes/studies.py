@@ -20,6 +20,7 @@ trained methods' modules (``trained``).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -239,27 +240,35 @@ def deletion_rows(
     return curves, areas
 
 
-# The studies' files in a run folder (each script's default --output_folder) and the columns
-# averaged over runs: (study, file under the run, key columns besides "method", value columns).
-STUDY_FILES = (
-    (
+class StudyFiles(NamedTuple):
+    """Where a study's script writes by default (``<run>/<folder>/<summary>``) and the columns
+    ``studies_over_runs`` averages over runs (``keys`` besides ``method`` tell rows apart)."""
+
+    script: str
+    folder: str
+    summary: str
+    keys: tuple
+    figures: tuple
+
+
+STUDIES = {
+    "localisation": StudyFiles(
+        "localisation.py",
         "localisation",
-        "localisation/localisation_summary.csv",
+        "localisation_summary.csv",
         (),
         ("share_in_region", "iou", "chance_share"),
     ),
-    (
+    "deletion_insertion": StudyFiles(
+        "deletion_insertion.py",
         "deletion_insertion",
-        "deletion_insertion/deletion_insertion_auc.csv",
+        "deletion_insertion_auc.csv",
         (),
         ("deletion_auc", "insertion_auc", "deletion_auc_scaled", "insertion_auc_scaled"),
     ),
-    ("sanity_check", "sanity_check/sanity_check.csv", ("randomised",), ("spearman_mean",)),
-)
-STUDY_COMMANDS = {
-    "localisation": "localisation.py",
-    "deletion_insertion": "deletion_insertion.py",
-    "sanity_check": "sanity_check.py",
+    "sanity_check": StudyFiles(
+        "sanity_check.py", "sanity_check", "sanity_check.csv", ("randomised",), ("spearman_mean",)
+    ),
 }
 
 
@@ -278,10 +287,11 @@ def studies_over_runs(run_folders) -> list[dict]:
     >>> from recipes.outputs import write_csv_rows
     >>> runs = [pathlib.Path(tempfile.mkdtemp()) for _ in range(2)]
     >>> for run, share in zip(runs, (0.2, 0.4)):
-    ...     for _, name, keys, values in STUDY_FILES:
-    ...         (run / name).parent.mkdir()
-    ...         row = {"method": "energy", **{k: "none" for k in keys}}
-    ...         write_csv_rows([{**row, **{v: share for v in values}}], run / name)
+    ...     for files in STUDIES.values():
+    ...         (run / files.folder).mkdir()
+    ...         row = {"method": "energy", **{k: "none" for k in files.keys}}
+    ...         row.update({figure: share for figure in files.figures})
+    ...         write_csv_rows([row], run / files.folder / files.summary)
     >>> row = studies_over_runs(runs)[0]
     >>> row["study"], row["figure"], round(row["mean"], 3), round(row["std"], 3), row["n_runs"]
     ('localisation', 'share_in_region', 0.3, 0.141, 2)
@@ -295,13 +305,14 @@ def studies_over_runs(run_folders) -> list[dict]:
     if not runs:
         raise RunFolderError("studies_over_runs: give at least one run folder")
     summary = []
-    for study, name, keys, figures in STUDY_FILES:
+    for study, files in STUDIES.items():
+        name, keys = Path(files.folder) / files.summary, files.keys
         per_run = []
         for run in runs:
             path = run / name
             if not path.is_file():
                 raise RunFolderError(
-                    f"{path}: missing; run `python {STUDY_COMMANDS[study]} "
+                    f"{path}: missing; run `python {files.script} "
                     f"--model_folder={run} --methods ...` first"
                 )
             with open(path, newline="") as handle:
@@ -316,7 +327,7 @@ def studies_over_runs(run_folders) -> list[dict]:
                     "run every study with the same --methods on every run"
                 )
         for key in first:
-            for figure in figures:
+            for figure in files.figures:
                 values = [float(rows[key][figure]) for rows in per_run]
                 summary.append(
                     {
@@ -340,14 +351,11 @@ def studies_markdown(summary: list[dict]) -> str:
     from recipes.report import markdown_table
 
     tables = []
-    for study, _, _, _ in STUDY_FILES:
-        rows = [row for row in summary if row["study"] == study]
-        columns = list(
-            dict.fromkeys((row["figure"] if not row["level"] else row["level"]) for row in rows)
-        )
-        table = {}
-        for row in rows:
-            column = row["level"] or row["figure"]
+    for study in STUDIES:
+        table, columns = {}, {}
+        for row in (row for row in summary if row["study"] == study):
+            column = row["level"] or row["figure"]  # the sanity check's level, else the figure
+            columns[column] = None  # kept in first-seen order
             entry = table.setdefault(row["method"], {"method": row["method"]})
             entry["runs"] = str(row["n_runs"])
             entry[column] = f"{row['mean']:.3f} +- {row['std']:.3f}"
