@@ -12,9 +12,9 @@
 #
 #     bash benchmarks/real_sound.sh [DATA_FOLDER] [OUTPUT_FOLDER] [BACKBONE]
 #
-# Defaults: ../shared/data/ESC-10, results/real-sound-BACKBONE and focalnet. FocalNet: 2 h 18 min
-# on a 2-core AMD EPYC with AVX512-BF16 (bf16 training, fp32 scoring; benchmarks/README.md gives
-# the split by step and the ViT's time).
+# Defaults: ../shared/data/ESC-10, results/real-sound-BACKBONE and focalnet. FocalNet on a 2-core
+# AVX2-only AMD EPYC (fp32): 1 h 57 min for training and scoring, then about 10 min per run for the
+# studies (benchmarks/README.md gives the split by step, the AVX-512 time and the ViT's).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 data="${1:-../shared/data/ESC-10}"
