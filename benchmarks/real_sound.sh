@@ -53,6 +53,11 @@ declare -A overrides=([piq]="$piq_overrides" [lmac]="$lmac_overrides"
 train=() method_args=() runs=()
 for name in piq lmac l2i; do
     if [[ " ${methods[*]} " == *" $name "* || " ${methods[*]} " == *" ${name}_hard "* ]]; then
+        if [ ! -f "${overrides[$name]}" ]; then  # before hours of training, not after
+            echo "real_sound.sh: $name on $backbone needs ${overrides[$name]}, which does not exist;" \
+                 "leave $name out of METHODS or write that overrides file" >&2
+            exit 2
+        fi
         train+=("$name=hparams/${name}_$backbone.yaml")
         method_args+=("$name=--overrides_file=${overrides[$name]} ${METHOD_ARGS:-}")
         runs+=("$name")

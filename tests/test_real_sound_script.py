@@ -128,3 +128,9 @@ def test_an_unknown_backbone_is_refused_in_one_line(tmp_path, backbone):
     result, calls = run_script(tmp_path, backbone)
     assert result.returncode == 2 and calls == []
     assert "BACKBONE must be focalnet, vit or cnn14" in result.stderr
+
+
+def test_a_trained_method_without_overrides_for_the_backbone_is_refused_before_training(tmp_path):
+    result, calls = run_script(tmp_path, "focalnet", METHODS="random l2i")
+    assert result.returncode == 2 and calls == []
+    assert "hparams/esc10_focalnet_l2i.yaml" in result.stderr
